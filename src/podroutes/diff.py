@@ -1,0 +1,197 @@
+"""Compare a host's desired routes with its observed table: changes and per-route status.
+
+Pure. ``diff(desired, observed, protocol)`` returns a :class:`HostDiff` value: the changes
+apply would make (each renders to one ``ip -batch`` line) and the status of every route
+that matters. The rules (DESIGN.md, "Rules the routes follow"):
+
+- podroutes only ever deletes or rewrites routes carrying its own protocol number;
+- a foreign route with the same destination and gateway is adopted (``replace`` re-tags
+  it in place, so traffic never stops);
+- a foreign route with the same destination and another gateway is a conflict, left alone
+  unless forced;
+- owned routes that are no longer desired are removed (pruning).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from podroutes.iproute import batch_line, route_spec
+from podroutes.model import MAIN_TABLE, IPAddress, IPNetwork, PlannedRoute, Route
+
+
+class Action(enum.StrEnum):
+    """What apply does to one route."""
+
+    ADD = "add"
+    CHANGE = "change"
+    ADOPT = "adopt"
+    OVERRIDE = "override"
+    REMOVE = "remove"
+
+
+class RouteState(enum.StrEnum):
+    """How one route on a host compares with the plan (``podroutes status``)."""
+
+    IN_SYNC = "in sync"
+    MISSING = "missing"
+    WRONG_GATEWAY = "wrong gateway"
+    UNOWNED = "not owned"
+    STALE = "stale"
+    CONFLICT = "conflicting"
+
+    @property
+    def is_drift(self) -> bool:
+        return self is not RouteState.IN_SYNC
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to one host's table; ``observed`` is the route it rewrites or removes."""
+
+    action: Action
+    dst: IPNetwork
+    gateway: IPAddress | None
+    protocol: int
+    observed: Route | None = None
+    via_host: str | None = None
+
+    def batch_line(self) -> str:
+        metric = self.observed.metric if self.observed is not None else None
+        if self.action is Action.ADD:
+            return batch_line("add", route_spec(self.dst, self.gateway, self.protocol))
+        if self.action is Action.REMOVE:
+            assert self.observed is not None
+            return batch_line("del", route_spec(
+                self.dst, self.observed.gateway, self.protocol, metric, self.observed.table))
+        # change / adopt / override rewrite the route in its own slot (same metric).
+        return batch_line("replace", route_spec(self.dst, self.gateway, self.protocol, metric))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStatus:
+    """The state of one destination on one host."""
+
+    state: RouteState
+    dst: IPNetwork
+    desired_gateway: IPAddress | None
+    observed: Route | None
+    via_host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostDiff:
+    """Everything diff found for one host."""
+
+    changes: tuple[Change, ...]
+    statuses: tuple[RouteStatus, ...]
+
+    @property
+    def conflicts(self) -> tuple[RouteStatus, ...]:
+        return tuple(s for s in self.statuses if s.state is RouteState.CONFLICT)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for s in self.statuses if s.state is RouteState.IN_SYNC)
+
+    @property
+    def in_sync(self) -> bool:
+        return not any(s.state.is_drift for s in self.statuses)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action is action)
+
+    def batch(self) -> str:
+        return "".join(c.batch_line() + "\n" for c in self.changes)
+
+
+def _relevant(observed: Iterable[Route]) -> dict[IPNetwork, list[Route]]:
+    """Routes of the main table grouped by destination; other tables are not ours."""
+    by_dst: dict[IPNetwork, list[Route]] = defaultdict(list)
+    for route in observed:
+        if route.table == MAIN_TABLE:
+            by_dst[route.dst].append(route)
+    return by_dst
+
+
+def _leads_to(route: Route, gateway: IPAddress) -> bool:
+    return route.type == "unicast" and route.gateway == gateway and not route.nexthops
+
+
+def diff(
+    desired: Sequence[PlannedRoute],
+    observed: Iterable[Route],
+    protocol: int,
+    force: bool = False,
+) -> HostDiff:
+    """The changes that make ``observed`` match ``desired`` without touching foreign routes
+    (unless ``force``), and the status of every desired or owned route."""
+    by_dst = _relevant(observed)
+    changes: list[Change] = []
+    statuses: list[RouteStatus] = []
+    wanted = {route.dst for route in desired}
+    for want in desired:
+        present = by_dst.get(want.dst, [])
+        owned = [r for r in present if r.protocol == protocol]
+        foreign = [r for r in present if r.protocol != protocol]
+        right = next((r for r in owned if _leads_to(r, want.gateway)), None)
+        extra = [r for r in owned if r is not right]
+
+        def change(action: Action, route: Route | None, want: PlannedRoute = want) -> Change:
+            return Change(action, want.dst, want.gateway, protocol, route, want.via_host)
+
+        def status(state: RouteState, route: Route | None, want: PlannedRoute = want) -> None:
+            statuses.append(RouteStatus(state, want.dst, want.gateway, route, want.via_host))
+
+        if right is not None:
+            status(RouteState.IN_SYNC, right)
+        elif owned:
+            status(RouteState.WRONG_GATEWAY, owned[0])
+            changes.append(change(Action.CHANGE, owned[0]))
+            extra = owned[1:]
+        elif (same := next((r for r in foreign if _leads_to(r, want.gateway)), None)):
+            status(RouteState.UNOWNED, same)
+            changes.append(change(Action.ADOPT, same))
+        elif foreign:
+            status(RouteState.CONFLICT, foreign[0])
+            if force:
+                changes.append(change(Action.OVERRIDE, foreign[0]))
+        else:
+            status(RouteState.MISSING, None)
+            changes.append(change(Action.ADD, None))
+        for route in extra:  # duplicates of ours in other metric slots
+            changes.append(Change(Action.REMOVE, want.dst, route.gateway, protocol, route))
+    for dst, routes in by_dst.items():
+        if dst in wanted:
+            continue
+        for route in routes:
+            if route.protocol == protocol:
+                statuses.append(RouteStatus(RouteState.STALE, dst, None, route))
+                changes.append(Change(Action.REMOVE, dst, route.gateway, protocol, route))
+    return HostDiff(tuple(changes), tuple(statuses))
+
+
+def project(observed: Iterable[Route], changes: Iterable[Change]) -> list[Route]:
+    """The table the kernel holds after ``changes`` succeed (a model of ``ip route``).
+
+    Used to predict and to check: ``diff(desired, project(observed, d.changes))`` has no
+    changes when every change went through.
+    """
+    table = list(observed)
+    for c in changes:
+        if c.action is Action.ADD:
+            table.append(Route(dst=c.dst, gateway=c.gateway, protocol=c.protocol))
+        elif c.action is Action.REMOVE:
+            table = [r for r in table if r is not c.observed]
+        else:
+            assert c.observed is not None
+            table = [
+                replace(r, gateway=c.gateway, protocol=c.protocol, type="unicast",
+                        nexthops=(), onlink=False)
+                if r is c.observed else r
+                for r in table
+            ]
+    return table

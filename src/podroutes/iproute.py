@@ -1,0 +1,144 @@
+"""Talk iproute2's language, purely: parse ``ip -j route`` and render ``ip -batch`` lines.
+
+Pure: strings in, :class:`~podroutes.model.Route` values or command lines out. The
+transports run the commands; this module only knows their text. Every line rendered is
+built from validated ``ipaddress`` values and integers, never from raw inventory text,
+so no inventory field can inject ``ip`` or shell syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+from podroutes.errors import ParseError
+from podroutes.model import (
+    MAIN_TABLE,
+    PROTOCOL_NAMES,
+    Family,
+    IPAddress,
+    IPNetwork,
+    Route,
+)
+
+#: ``ip route`` does not print ``proto boot``, the protocol of a plain ``ip route add``.
+_IMPLICIT_PROTOCOL = PROTOCOL_NAMES["boot"]
+_TABLE_NAMES = {"main": MAIN_TABLE, "local": 255, "default": 253}
+
+
+def read_routes_argv(family: Family, table: int = MAIN_TABLE) -> list[str]:
+    """The command whose output :func:`parse_routes` reads."""
+    return ["ip", "-j", family.flag, "route", "show", "table", str(table)]
+
+
+def parse_routes(
+    text: str,
+    family: Family,
+    table: int = MAIN_TABLE,
+    protocol_names: Mapping[str, int] = PROTOCOL_NAMES,
+) -> list[Route]:
+    """Parse ``ip -j -4|-6 route show table N`` output into canonical routes."""
+    if not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"`ip -j route` printed something that is not JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise ParseError("`ip -j route` printed JSON that is not a list")
+    return [_route(entry, family, table, protocol_names) for entry in data]
+
+
+def _route(
+    entry: Any, family: Family, table: int, protocol_names: Mapping[str, int]
+) -> Route:
+    if not isinstance(entry, dict) or "dst" not in entry:
+        raise ParseError(f"`ip -j route` entry without a destination: {entry!r}")
+    try:
+        dst = _destination(str(entry["dst"]), family)
+        gateway = ip_address(entry["gateway"]) if "gateway" in entry else None
+        nexthops = tuple(
+            ip_address(hop["gateway"]) for hop in entry.get("nexthops", ()) if "gateway" in hop
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ParseError(f"`ip -j route` entry with a bad address: {entry!r}") from exc
+    return Route(
+        dst=dst,
+        gateway=gateway,
+        dev=entry.get("dev"),
+        protocol=_protocol(entry.get("protocol"), protocol_names),
+        table=_table(entry.get("table"), table),
+        metric=int(entry["metric"]) if "metric" in entry else None,
+        type=str(entry.get("type", "unicast")),
+        scope=str(entry.get("scope", "global")),
+        onlink="onlink" in entry.get("flags", ()),
+        nexthops=nexthops,
+    )
+
+
+def _destination(text: str, family: Family) -> IPNetwork:
+    if text == "default":
+        return ip_network("0.0.0.0/0" if family is Family.V4 else "::/0")
+    network = ip_network(text, strict=False)
+    if network.version != family:
+        raise ValueError(f"IPv{network.version} route in IPv{family.value} output")
+    return network
+
+
+def _protocol(value: object, names: Mapping[str, int]) -> int:
+    if value is None:
+        return _IMPLICIT_PROTOCOL
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    if text in names:
+        return names[text]
+    raise ParseError(f"unknown route protocol name {text!r} (not in rt_protos)")
+
+
+def _table(value: object, default: int) -> int:
+    if value is None:
+        return default
+    text = str(value)
+    return int(text) if text.isdigit() else _TABLE_NAMES.get(text, default)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def route_spec(
+    dst: IPNetwork,
+    gateway: IPAddress | None,
+    protocol: int | None = None,
+    metric: int | None = None,
+    table: int = MAIN_TABLE,
+) -> list[str]:
+    """``ip route`` arguments after the verb, from canonical values only."""
+    words = [str(dst)]
+    if gateway is not None:
+        words += ["via", str(gateway)]
+    if protocol is not None:
+        words += ["proto", str(int(protocol))]
+    if metric is not None:
+        words += ["metric", str(int(metric))]
+    if table != MAIN_TABLE:
+        words += ["table", str(int(table))]
+    return words
+
+
+def batch_line(verb: str, spec: Sequence[str]) -> str:
+    """One ``ip -batch`` line, e.g. ``route replace fd00::/64 via fd00::1 proto 147``.
+
+    ``ip -batch`` rejects a per-line ``-4``/``-6``; the family follows from the addresses.
+    """
+    if verb not in ("add", "replace", "del"):
+        raise ValueError(f"unsupported route verb {verb!r}")
+    return " ".join(["route", verb, *spec])
+
+
+def shell_command(line: str) -> str:
+    """The same change as a standalone shell command (``ip -4 route add ...``)."""
+    return "ip " + " ".join(shlex.quote(word) for word in line.split(" "))

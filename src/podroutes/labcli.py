@@ -1,0 +1,147 @@
+"""``podroutes lab ...``: build, inspect, use and remove the namespace lab. CLI layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from podroutes import lab as labmod
+from podroutes.errors import LabError
+from podroutes.smoke import matrix
+
+_name = click.option("--name", default="podroutes", show_default=True, help="Lab name.")
+
+
+def _out() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _fail(exc: LabError) -> None:
+    Console(stderr=True, highlight=False).print(f"[bold red]lab:[/] {exc}")
+    sys.exit(1)
+
+
+@click.group("lab")
+def lab() -> None:
+    """The Kubernetes-the-Hard-Way topology in network namespaces on this machine."""
+
+
+@lab.command("up")
+@_name
+@click.option("--nodes", type=int, default=2, show_default=True)
+@click.option("--pods-per-node", type=int, default=2, show_default=True)
+def up_command(name: str, nodes: int, pods_per_node: int) -> None:
+    """Build the lab: jumpbox, server, nodes with cni0 and pods, an sshd per machine."""
+    try:
+        spec = labmod.up(labmod.LabSpec(name=name, nodes=nodes, pods_per_node=pods_per_node))
+    except LabError as exc:
+        _fail(exc)
+        return
+    d = spec.directory
+    out = _out()
+    out.print(f"[green]lab {name!r} is up[/]: jumpbox, server, {nodes} nodes, "
+              f"{nodes * pods_per_node} pods, {len(spec.machines())} sshd")
+    out.print(f"  inventory   {d}/machines.txt")
+    out.print(f"  ssh config  {d}/ssh_config  (ssh -F {d}/ssh_config server)")
+    out.print(f"  apply from the jumpbox: podroutes lab exec --name {name} jumpbox -- "
+              f"podroutes apply -i {d}/machines.txt --ssh-config {d}/ssh_config "
+              "--ssh-target hostname")
+
+
+@lab.command("down")
+@_name
+def down_command(name: str) -> None:
+    """Remove everything the lab made, and nothing else."""
+    try:
+        gone = labmod.down(labmod.load_spec(name))
+    except LabError as exc:
+        _fail(exc)
+        return
+    _out().print(f"lab {name!r} removed ({len(gone)} namespaces)")
+
+
+@lab.command("status")
+@_name
+@click.option("--json", "as_json", is_flag=True)
+def status_command(name: str, as_json: bool) -> None:
+    """Report which of the lab's namespaces and sshds are there."""
+    try:
+        state = labmod.status(labmod.load_spec(name))
+    except LabError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(state, indent=2))
+    else:
+        table = Table(title=f"lab {name!r} ({state['directory']})")
+        for column in ("machine", "role", "address", "namespace", "sshd"):
+            table.add_column(column)
+        for m in state["machines"]:  # type: ignore[attr-defined]
+            ns = "[green]up[/]" if m["namespace_present"] else "[red]missing[/]"
+            sshd = "" if m["role"] == "pod" else (
+                f"[green]pid {m['sshd_pid']}[/]" if m["sshd_pid"] else "[red]stopped[/]")
+            table.add_row(m["name"], m["role"], m["address"], ns, sshd)
+        _out().print(table)
+    sys.exit(0 if state["healthy"] else 1)
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@_name
+@click.argument("machine")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_command(name: str, machine: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside a lab machine (e.g. the jumpbox): lab exec jumpbox -- CMD."""
+    try:
+        ns = labmod.namespace_of(labmod.load_spec(name), machine)
+    except LabError as exc:
+        _fail(exc)
+        return
+    argv = ["ip", "netns", "exec", ns, *command]
+    if command[0] == "podroutes":  # the same podroutes as this one, venv or not
+        argv[4:5] = [sys.executable, "-m", "podroutes"]
+    sys.stdout.flush()
+    os.execvp("ip", argv)
+
+
+@lab.command("smoke")
+@_name
+@click.option("--json", "as_json", is_flag=True)
+def smoke_command(name: str, as_json: bool) -> None:
+    """Ping every pod from every other pod; print the matrix; exit 1 if any pair fails."""
+    try:
+        spec = labmod.load_spec(name)
+        labmod.require_root()
+    except LabError as exc:
+        _fail(exc)
+        return
+    results = asyncio.run(matrix(spec))
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        click.echo(json.dumps({"pairs": len(results), "failed": len(failed), "results": [
+            {"src": r.src.name, "dst": r.dst.name, "dst_address": r.dst.address, "ok": r.ok,
+             "detail": r.detail} for r in results]}, indent=2))
+    else:
+        pods = spec.pods()
+        ok = {(r.src.name, r.dst.name): r.ok for r in results}
+        table = Table(title=f"pod-to-pod ping matrix, lab {name!r} (row pings column)")
+        table.add_column("from \\ to")
+        for p in pods:
+            table.add_column(f"{p.name}\n{p.address}", justify="center")
+        for a in pods:
+            table.add_row(f"{a.name} {a.address}", *(
+                "·" if a is b else ("[green]✓[/]" if ok[(a.name, b.name)] else "[red]✗[/]")
+                for b in pods))
+        out = _out()
+        out.print(table)
+        for r in failed[:10]:
+            out.print(f"  [red]✗[/] {r.src.name} → {r.dst.name} ({r.dst.address}): {r.detail}")
+        verdict = "[green]all pairs reach each other[/]" if not failed else \
+            f"[red]{len(failed)} of {len(results)} pairs failed[/]"
+        out.print(f"smoke: {verdict}")
+    sys.exit(1 if failed else 0)

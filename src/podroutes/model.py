@@ -1,0 +1,169 @@
+"""Canonical values of the podroutes domain: hosts, pod CIDRs, routes.
+
+Pure: no I/O. Everything downstream (plan, diff, renderers) compares these values and
+nothing else, so normalisation happens once, in the parsers that build them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+MAIN_TABLE = 254
+
+#: Route protocol numbers taken by well-known daemons and by the kernel itself; podroutes
+#: refuses to own routes under any of them (DESIGN.md, "Ownership").
+RESERVED_PROTOCOLS: frozenset[int] = frozenset(
+    {0, 1, 2, 3, 4, *range(8, 19), 42, 80, 84, 99, *range(186, 193), 255}
+)
+
+#: podroutes' own route protocol number unless the user picks another.
+DEFAULT_PROTOCOL = 147
+
+#: iproute2's names for protocol numbers (``/etc/iproute2/rt_protos``); ``ip -j route``
+#: prints these names instead of numbers.
+PROTOCOL_NAMES: Mapping[str, int] = {
+    "unspec": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9,
+    "mrt": 10, "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16,
+    "keepalived": 18, "babel": 42, "openr": 99, "bgp": 186, "isis": 187, "ospf": 188,
+    "rip": 189, "eigrp": 192,
+}  # fmt: skip
+
+
+class Family(enum.IntEnum):
+    """An address family, numbered as people say it."""
+
+    V4 = 4
+    V6 = 6
+
+    @classmethod
+    def of(cls, value: IPAddress | IPNetwork) -> Family:
+        return cls(value.version)
+
+    @property
+    def flag(self) -> str:
+        """The iproute2 family flag: ``-4`` or ``-6``."""
+        return f"-{self.value}"
+
+    @property
+    def default_metric(self) -> int:
+        """The metric the kernel gives a route added without one."""
+        return 0 if self is Family.V4 else 1024
+
+
+class SshTargetKind(enum.StrEnum):
+    """Which inventory field names the machine to connect to."""
+
+    ADDRESS = "address"
+    HOSTNAME = "hostname"
+    FQDN = "fqdn"
+
+
+@dataclass(frozen=True, slots=True)
+class SshSpec:
+    """Per-host SSH overrides from the inventory; ``None`` means "use the default"."""
+
+    target: str | None = None
+    user: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One machine of the inventory: its node addresses and the pod CIDRs it owns.
+
+    At most one address and at most one pod CIDR per family. ``line`` and ``fields`` say
+    where in ``source`` the host was written, for located error messages.
+    """
+
+    name: str
+    addresses: tuple[IPAddress, ...]
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+    fqdn: str | None = None
+    ssh: SshSpec = SshSpec()
+    source: str = "<inventory>"
+    line: int = 0
+    fields: Mapping[str, tuple[str, int]] = field(default_factory=dict, compare=False, hash=False)
+
+    def address(self, family: Family) -> IPAddress | None:
+        return next((a for a in self.addresses if a.version == family), None)
+
+    def pod_cidr(self, family: Family) -> IPNetwork | None:
+        return next((c for c in self.pod_cidrs if c.version == family), None)
+
+    def where(self, role: str) -> tuple[str, int]:
+        """The field label as the user wrote it and its line, for a role such as
+        ``name``, ``fqdn``, ``address4``, ``address6``, ``pod_cidr4``, ``pod_cidr6``."""
+        return self.fields.get(role, (role, self.line))
+
+    @property
+    def is_control_plane(self) -> bool:
+        """A host without a pod CIDR (the KTHW ``server``) routes to every pod CIDR."""
+        return not self.pod_cidrs
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """A validated list of hosts, in the order the user wrote them."""
+
+    source: str
+    hosts: tuple[Host, ...]
+
+    def __iter__(self) -> Iterator[Host]:
+        return iter(self.hosts)
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route in canonical form, as read from a host or as podroutes wants it.
+
+    Two routes are "the same slot" in the kernel when table, destination and metric
+    match (``ip route replace`` matches on those, plus TOS, which podroutes never sets).
+    """
+
+    dst: IPNetwork
+    gateway: IPAddress | None = None
+    dev: str | None = None
+    protocol: int = 0
+    table: int = MAIN_TABLE
+    metric: int | None = None
+    type: str = "unicast"
+    scope: str = "global"
+    onlink: bool = False
+    #: Gateways of a multipath (ECMP) route; ``gateway`` is then ``None``.
+    nexthops: tuple[IPAddress, ...] = ()
+
+    @property
+    def family(self) -> Family:
+        return Family.of(self.dst)
+
+    @property
+    def effective_metric(self) -> int:
+        return self.family.default_metric if self.metric is None else self.metric
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRoute:
+    """A route podroutes wants on a host: another host's pod CIDR via that host."""
+
+    dst: IPNetwork
+    gateway: IPAddress
+    via_host: str
+
+    @property
+    def family(self) -> Family:
+        return Family.of(self.dst)

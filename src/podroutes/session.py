@@ -1,0 +1,176 @@
+"""A POSIX shell on a host, driven over one pipe: run many commands on one connection.
+
+I/O (asyncio subprocesses). The transports start the process that gives the shell (``ssh
+HOST /bin/sh``, ``/bin/sh``, ``ip netns exec NS /bin/sh``); this module frames commands
+on its stdin and reads each command's stdout, stderr and exit status back, delimited by a
+per-session random marker. Commands are argv lists quoted with :func:`shlex.quote`, so
+nothing reaches the remote shell unquoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from podroutes.errors import HostCommandError, TransportError
+
+_STREAM_LIMIT = 1 << 26  # a 10,000-route table is ~1 MB of JSON
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    argv: tuple[str, ...]
+    input: str | None = None
+
+
+class ShellSession:
+    """One shell process on one host. Use as ``async with``; commands run in order."""
+
+    def __init__(self, host: str, argv: Sequence[str]) -> None:
+        self.host = host
+        self.argv = list(argv)
+        self._nonce = "__podroutes_" + secrets.token_hex(8)
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> ShellSession:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=_STREAM_LIMIT,
+            )
+        except OSError as exc:
+            raise TransportError(self.host, f"cannot start {self.argv[0]}: {exc}") from exc
+        # Synchronise: whatever the login prints (banners, rc files) comes before this.
+        ready = self._nonce + "_ready"
+        await self._write(f"printf '%s\\n' {ready}; printf '%s\\n' {ready} >&2\n")
+        await self._read_pair(f"{ready}\n", f"{ready}\n")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(OSError, RuntimeError):
+                assert proc.stdin is not None
+                proc.stdin.write(b"exit 0\n")
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=2)
+            except (TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+                raise
+
+    async def run(self, argv: Sequence[str], input: str | None = None) -> CommandResult:
+        (result,) = await self.run_many([Command(tuple(argv), input)])
+        return result
+
+    async def check(self, argv: Sequence[str], input: str | None = None) -> CommandResult:
+        result = await self.run(argv, input)
+        if result.status != 0:
+            raise HostCommandError(self.host, result.command, result.status, result.stderr)
+        return result
+
+    async def run_many(self, commands: Sequence[Command]) -> list[CommandResult]:
+        """Send every command at once, then read the results: one round trip in all."""
+        script = "".join(self._frame(c) for c in commands)
+        await self._write(script)
+        results = []
+        for c in commands:
+            out, err = await self._read_pair(f"\n{self._nonce} ", f"\n{self._nonce}\n")
+            status_line, _ = await self._read_pair("\n", None)
+            results.append(CommandResult(c.argv, int(status_line), out, err))
+        return results
+
+    def _frame(self, c: Command) -> str:
+        line = shlex.join(c.argv)
+        if c.input is None:
+            line += " </dev/null\n"
+        else:
+            body = c.input if c.input.endswith("\n") or not c.input else c.input + "\n"
+            end = self._nonce + "_input"
+            if end in body:
+                raise ValueError("command input contains the session marker")
+            line += f" <<'{end}'\n{body}{end}\n"
+        n = self._nonce
+        return line + f"__rc=$?; printf '\\n%s %s\\n' {n} \"$__rc\"; printf '\\n%s\\n' {n} >&2\n"
+
+    async def _write(self, text: str) -> None:
+        proc = self._require()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(text.encode())
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise TransportError(self.host, await self._why_gone(b"")) from exc
+
+    async def _read_pair(self, out_marker: str, err_marker: str | None) -> tuple[str, str]:
+        """Read stdout up to ``out_marker`` and stderr up to ``err_marker``, together.
+
+        If the shell dies first (ssh could not connect, the host went away), raise a
+        :class:`TransportError` carrying the last thing the process said on stderr.
+        """
+        proc = self._require()
+        assert proc.stdout is not None and proc.stderr is not None
+        reads = [proc.stdout.readuntil(out_marker.encode())]
+        if err_marker is not None:
+            reads.append(proc.stderr.readuntil(err_marker.encode()))
+        results = await asyncio.gather(*reads, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            said = b""
+            if err_marker is not None and isinstance(results[1], asyncio.IncompleteReadError):
+                said = results[1].partial
+            raise TransportError(self.host, await self._why_gone(said)) from failures[0]
+        out = results[0][: -len(out_marker)].decode(errors="replace")  # type: ignore[index]
+        if err_marker is None:
+            return out, ""
+        err = results[1][: -len(err_marker)].decode(errors="replace")  # type: ignore[index]
+        return out, err
+
+    async def _why_gone(self, said: bytes) -> str:
+        """The shell went away: say why, in the transport's own words (ssh's stderr)."""
+        proc = self._require()
+        rest = b""
+        if proc.stderr is not None:
+            with contextlib.suppress(Exception):
+                rest = await asyncio.wait_for(proc.stderr.read(), timeout=1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=1)
+        text = (said + rest).decode(errors="replace").strip()
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        detail = lines[-1] if lines else "the connection closed"
+        return f"{detail} (exit status {proc.returncode})"
+
+    def _require(self) -> asyncio.subprocess.Process:
+        if self._proc is None:
+            raise RuntimeError("session is not open")
+        return self._proc
