@@ -1,0 +1,102 @@
+"""Fixtures for end-to-end tests on a real lab: namespaces, bridges, sshd per machine.
+
+Each test gets its own lab with a unique name (``prt`` + random hex), so tests can run
+while a user's own lab exists, and the lab is torn down by name even when the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from podroutes import lab as labmod
+from podroutes.iproute import parse_routes
+from podroutes.model import Family, Route
+
+
+def unique_name() -> str:
+    return "prt" + secrets.token_hex(3)
+
+
+@dataclass
+class Lab:
+    spec: labmod.LabSpec
+
+    @property
+    def dir(self) -> Path:
+        return self.spec.directory
+
+    @property
+    def machines_txt(self) -> Path:
+        return self.dir / "machines.txt"
+
+    def ns(self, machine: str) -> str:
+        return self.spec.namespace(machine)
+
+    def podroutes(self, *args: str, inventory: Path | str | None = None,
+                  ssh: bool = True, stdin: str | None = None,
+                  ssh_config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run podroutes on the jumpbox, as a user of the lab would."""
+        argv = ["ip", "netns", "exec", self.ns("jumpbox"), sys.executable, "-m", "podroutes",
+                *args, "-i", str(inventory or self.machines_txt)]
+        if ssh:
+            argv += ["--ssh-config", str(ssh_config or self.dir / "ssh_config"),
+                     "--ssh-target", "hostname", "--timeout", "20"]
+        env = dict(os.environ, COLUMNS="200")
+        return subprocess.run(argv, capture_output=True, text=True, input=stdin, env=env,
+                              timeout=120, check=False)
+
+    def sh(self, machine: str, *argv: str, check: bool = True) -> str:
+        done = subprocess.run(["ip", "netns", "exec", self.ns(machine), *argv],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{machine}: {argv} failed: {done.stderr}")
+        return done.stdout
+
+    def routes(self, machine: str) -> list[Route]:
+        out: list[Route] = []
+        for family in Family:
+            out += parse_routes(self.sh(machine, "ip", "-j", family.flag, "route", "show",
+                                        "table", "main"), family)
+        return out
+
+    def route(self, machine: str, dst: str) -> Route | None:
+        return next((r for r in self.routes(machine) if str(r.dst) == dst), None)
+
+    def smoke(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "podroutes", "lab", "smoke", "--name",
+                               self.spec.name, "--json"], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    def smoke_failures(self) -> list[tuple[str, str]]:
+        data = json.loads(self.smoke().stdout)
+        return [(r["src"], r["dst"]) for r in data["results"] if not r["ok"]]
+
+    def sshd_log(self, machine: str) -> str:
+        path = self.dir / "sshd" / f"{machine}.log"
+        return path.read_text() if path.exists() else ""
+
+
+def make_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
+    return labmod.up(labmod.LabSpec(name=unique_name(), nodes=nodes, pods_per_node=pods))
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    spec = make_lab()
+    try:
+        yield Lab(spec)
+    finally:
+        labmod.down(spec)
+
+
+def cross_node(failures: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in failures if a.split("-pod-")[0] != b.split("-pod-")[0]]
