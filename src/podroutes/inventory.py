@@ -27,6 +27,7 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"\A{_LABEL}\Z")
 FQDN_RE = re.compile(rf"\A(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
 USER_RE = re.compile(r"\A[a-z_][a-z0-9_.-]{0,31}\Z")
+ZONE_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,15}\Z")
 _MACHINES_ROLES = {
     "address4": "IPV4", "address6": "IPV4", "fqdn": "FQDN", "name": "HOSTNAME",
     "pod_cidr4": "POD_SUBNET", "pod_cidr6": "POD_SUBNET",
@@ -44,6 +45,10 @@ class _Collector:
         self.problems.append(Problem(self.source, line, field, message))
 
     def address(self, text: str, line: int, field: str) -> IPAddress | None:
+        if "%" in text:  # ipaddress accepts any zone text, newlines included
+            self.add(line, field, f"{_show(text)} has a zone index ('%...'), which a node "
+                     "address cannot have")
+            return None
         try:
             return ip_address(text)
         except ValueError:
@@ -51,6 +56,10 @@ class _Collector:
             return None
 
     def network(self, text: str, line: int, field: str) -> IPNetwork | None:
+        if "%" in text:
+            self.add(line, field, f"{_show(text)} has a zone index ('%...'), which a pod "
+                     "CIDR cannot have")
+            return None
         try:
             return ip_network(text, strict=True)
         except ValueError:
@@ -203,6 +212,9 @@ def parse_yaml(text: str, source: str) -> tuple[list[Host], list[Problem]]:
         line = int(mark.line) + 1 if mark is not None else 1
         c.add(line, "yaml", str(getattr(exc, "problem", None) or exc))
         return [], c.problems
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        c.add(1, "yaml", "nested too deeply")
+        return [], c.problems
     if root is None:
         return [], c.problems
     top = _mapping(c, root, "inventory", {"hosts"})
@@ -290,16 +302,23 @@ def _yaml_ssh(c: _Collector, node: yaml.Node) -> SshSpec | None:
     port = None
     if "target" in keys and (text := _scalar(c, keys["target"], "ssh.target")):
         try:
-            target = str(ip_address(text))
+            address = ip_address(text)
         except ValueError:
             target = c.name(text, _line(keys["target"]), "ssh.target", FQDN_RE)
+        else:  # fe80::1%eth0 is fine; a zone is otherwise free text (shell, newlines)
+            if address.version == 6 and address.scope_id and not ZONE_RE.match(
+                    address.scope_id):
+                c.add(_line(keys["target"]), "ssh.target",
+                      f"{_show(text)}: the zone index is not an interface name")
+            else:
+                target = str(address)
     if "user" in keys and (text := _scalar(c, keys["user"], "ssh.user")):
         if USER_RE.match(text):
             user = text
         else:
             c.add(_line(keys["user"]), "ssh.user", f"{_show(text)} is not a valid user name")
     if "port" in keys and (text := _scalar(c, keys["port"], "ssh.port")):
-        if text.isdigit() and 1 <= int(text) <= 65535:
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535:
             port = int(text)
         else:
             c.add(_line(keys["port"]), "ssh.port", f"{_show(text)} is not a port (1-65535)")

@@ -6,6 +6,7 @@ Pure: values in, strings out. The CLI decides where they go (only it prints).
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -74,7 +75,7 @@ def plan_script(
         if not routes:
             lines.append(f"# {host.name}: no routes needed")
             continue
-        lines.append(f"ssh {user}@{target_of(host)} <<'EOF'")
+        lines.append(f"ssh {shlex.quote(f'{user}@{target_of(host)}')} <<'EOF'")
         for change in diff(routes, [], protocol).changes:
             lines.append("  " + shell_command(change.batch_line()))
         lines.append("EOF")

@@ -12,6 +12,14 @@ from rich.table import Table
 
 from podroutes.diff import HostDiff, RouteState, RouteStatus
 from podroutes.engine import HostOutcome, counts
+from podroutes.model import PROTOCOL_NAMES
+
+_NAMES = {number: name for name, number in PROTOCOL_NAMES.items()}
+
+
+def protocol_name(number: int) -> str:
+    """``static`` for 4, ``147`` for a number iproute2 has no name for."""
+    return _NAMES.get(number, str(number))
 
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",
@@ -59,7 +67,7 @@ def _conflict_line(s: RouteStatus) -> str:
     assert o is not None
     now = f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast" else f"dev {o.dev}")
     return (f"{s.dst} should go via {s.desired_gateway} ({s.via_host}) but is {now} "
-            f"(proto {o.protocol}, not ours): left alone; --force takes it over")
+            f"(proto {protocol_name(o.protocol)}, not ours): left alone; --force takes it over")
 
 
 def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> None:
@@ -129,14 +137,15 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
             table.add_row(o.host.name, "", "", "", f"[red]unreachable: {o.error}[/]")
             table.add_section()
             continue
-        for s in o.before.statuses:
+        for index, s in enumerate(o.before.statuses):
             actual = ""
             if s.observed is not None:
                 gw = s.observed.gateway or s.observed.type
-                actual = f"via {gw} proto {s.observed.protocol}"
+                actual = f"via {gw} proto {protocol_name(s.observed.protocol)}"
             desired = f"via {s.desired_gateway} ({s.via_host})" if s.desired_gateway else "-"
             style = _STATE_STYLE[s.state]
-            table.add_row(o.host.name, str(s.dst), desired, actual, f"[{style}]{s.state}[/]")
+            table.add_row(o.host.name if index == 0 else "", str(s.dst), desired, actual,
+                          f"[{style}]{s.state}[/]")
         if not o.before.statuses:
             table.add_row(o.host.name, "", "", "", "[green]in sync[/] (no routes needed)")
         table.add_section()
