@@ -47,10 +47,6 @@ class HostOutcome:
         final = self.after or self.before
         return self.error is None and final is not None and final.in_sync
 
-    @property
-    def ok(self) -> bool:
-        return self.converged
-
 
 async def read_table(session: ShellSession) -> list[Route]:
     """Both families' main tables, in one round trip."""

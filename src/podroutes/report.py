@@ -99,8 +99,12 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
             continue
         c = counts(o.before)
         total_changes += len(o.before.changes)
+        final = o.after or o.before
+        only_conflicts = all(s.state in (RouteState.IN_SYNC, RouteState.CONFLICT)
+                             for s in final.statuses)
         result = ("[green]converged[/]" if o.converged else
-                  f"[red]failed: {o.error}[/]" if o.error else "[red]not converged[/]")
+                  f"[red]failed: {o.error}[/]" if o.error else
+                  "[yellow]conflict left alone[/]" if only_conflicts else "[red]not converged[/]")
         table.add_row(o.host.name, str(c["add"]), str(c["change"] + c["override"]),
                       str(c["adopt"]), str(c["remove"]), str(c["unchanged"]),
                       str(c["conflicts"]), result)
