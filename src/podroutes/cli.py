@@ -82,10 +82,10 @@ def handle_errors(func: F) -> F:
             if isinstance(exc, InventoryError):
                 err.print(f"[bold red]invalid inventory[/] ({len(exc.problems)} problem"
                           f"{'s' if len(exc.problems) != 1 else ''}); nothing was changed:")
-                for problem in exc.problems:
-                    err.print(f"  {problem}", markup=False)
+                for problem in exc.problems:  # one line each, never wrapped: grep-able
+                    err.print(f"  {problem}", markup=False, soft_wrap=True)
                 sys.exit(ExitStatus.INVALID)
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
             sys.exit(ExitStatus.INVALID if isinstance(exc, UsageError) else ExitStatus.FAILED)
 
     return wrapper  # type: ignore[return-value]

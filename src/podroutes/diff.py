@@ -67,8 +67,12 @@ class Change:
             assert self.observed is not None
             return batch_line("del", route_spec(
                 self.dst, self.observed.gateway, self.protocol, metric, self.observed.table))
-        # change / adopt / override rewrite the route in its own slot (same metric).
-        return batch_line("replace", route_spec(self.dst, self.gateway, self.protocol, metric))
+        # change / adopt / override rewrite the route in its own slot (same metric). An
+        # adopted route keeps its onlink flag: its gateway may only be reachable that way.
+        o = self.observed
+        onlink_dev = o.dev if self.action is Action.ADOPT and o and o.onlink else None
+        return batch_line("replace", route_spec(self.dst, self.gateway, self.protocol, metric,
+                                                onlink_dev=onlink_dev))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +192,10 @@ def project(observed: Iterable[Route], changes: Iterable[Change]) -> list[Route]
             table = [r for r in table if r is not c.observed]
         else:
             assert c.observed is not None
+            keep_onlink = c.action is Action.ADOPT and c.observed.onlink
             table = [
                 replace(r, gateway=c.gateway, protocol=c.protocol, type="unicast",
-                        nexthops=(), onlink=False)
+                        nexthops=(), onlink=keep_onlink)
                 if r is c.observed else r
                 for r in table
             ]

@@ -9,6 +9,7 @@ so no inventory field can inject ``ip`` or shell syntax.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from ipaddress import ip_address, ip_network
@@ -27,6 +28,8 @@ from podroutes.model import (
 #: ``ip route`` does not print ``proto boot``, the protocol of a plain ``ip route add``.
 _IMPLICIT_PROTOCOL = PROTOCOL_NAMES["boot"]
 _TABLE_NAMES = {"main": MAIN_TABLE, "local": 255, "default": 253}
+#: What the kernel allows in an interface name (IFNAMSIZ 16, no '/', ':' or space).
+IFNAME_RE = re.compile(r"\A[A-Za-z0-9_.@-]{1,15}\Z")
 
 
 def read_routes_argv(family: Family, table: int = MAIN_TABLE) -> list[str]:
@@ -115,11 +118,20 @@ def route_spec(
     protocol: int | None = None,
     metric: int | None = None,
     table: int = MAIN_TABLE,
+    onlink_dev: str | None = None,
 ) -> list[str]:
-    """``ip route`` arguments after the verb, from canonical values only."""
+    """``ip route`` arguments after the verb, from canonical values only.
+
+    ``onlink_dev`` keeps a route's ``onlink`` flag, which the kernel accepts only with the
+    device named; the name comes from the host's own table and must look like one.
+    """
     words = [str(dst)]
     if gateway is not None:
         words += ["via", str(gateway)]
+    if onlink_dev is not None:
+        if not IFNAME_RE.match(onlink_dev):
+            raise ValueError(f"not an interface name: {onlink_dev!r}")
+        words += ["dev", onlink_dev, "onlink"]
     if protocol is not None:
         words += ["proto", str(int(protocol))]
     if metric is not None:
@@ -140,5 +152,5 @@ def batch_line(verb: str, spec: Sequence[str]) -> str:
 
 
 def shell_command(line: str) -> str:
-    """The same change as a standalone shell command (``ip -4 route add ...``)."""
+    """The same change as a standalone shell command (``ip route add ...``)."""
     return "ip " + " ".join(shlex.quote(word) for word in line.split(" "))

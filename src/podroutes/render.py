@@ -54,7 +54,8 @@ def plan_batch(route_plan: RoutePlan, protocol: int) -> str:
     """Per-host ``ip -batch`` input for hosts whose tables hold none of these routes yet."""
     parts = []
     for host, routes in route_plan:
-        parts.append(f"# {host.name}: ip -batch -  ({len(routes)} routes)\n")
+        noun = "route" if len(routes) == 1 else "routes"
+        parts.append(f"# {host.name}: ip -batch -  ({len(routes)} {noun})\n")
         parts.append(diff(routes, [], protocol).batch())
     return "".join(parts)
 
@@ -75,7 +76,9 @@ def plan_script(
         if not routes:
             lines.append(f"# {host.name}: no routes needed")
             continue
-        lines.append(f"ssh {shlex.quote(f'{user}@{target_of(host)}')} <<'EOF'")
+        port = f"-p {host.ssh.port} " if host.ssh.port else ""
+        login = f"{host.ssh.user or user}@{target_of(host)}"
+        lines.append(f"ssh {port}{shlex.quote(login)} <<'EOF'")
         for change in diff(routes, [], protocol).changes:
             lines.append("  " + shell_command(change.batch_line()))
         lines.append("EOF")

@@ -137,7 +137,7 @@ def test_a_file_that_is_not_utf8_exits_2_with_its_line(tmp_path: Path) -> None:
 def test_dash_reads_the_inventory_from_stdin() -> None:
     result = CliRunner().invoke(main, ["plan", "-i", "-", "--format", "batch"], input=SEED)
     assert result.exit_code == 0, result.output
-    assert "# node-0: ip -batch -  (1 routes)\nroute add 10.200.1.0/24 via 192.168.10.102" in (
+    assert "# node-0: ip -batch -  (1 route)\nroute add 10.200.1.0/24 via 192.168.10.102" in (
         result.stdout)
 
 

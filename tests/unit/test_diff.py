@@ -242,3 +242,22 @@ def test_node_against_the_captured_v6_table() -> None:
         "route replace fd00:300::/64 via fd00:10::101 proto 147 metric 1024\n"
         "route add fd00:200:9::/64 via fd00:10::101 proto 147\n"
     )
+
+
+def test_adopting_an_onlink_route_keeps_onlink() -> None:
+    """A hand-made ``onlink`` route's gateway may be reachable only that way: re-tagging it
+    must not drop the flag, or ``ip route replace`` fails with "invalid gateway"."""
+    from ipaddress import ip_address, ip_network
+
+    from podroutes.diff import Action, diff, project
+    from podroutes.model import PlannedRoute, Route
+
+    dst, gw = ip_network("10.200.1.0/24"), ip_address("10.9.9.9")
+    hand = Route(dst=dst, gateway=gw, dev="eth0", protocol=3, onlink=True)
+    d = diff([PlannedRoute(dst, gw, "node-1")], [hand], 147)
+    assert [c.action for c in d.changes] == [Action.ADOPT]
+    assert d.changes[0].batch_line() == (
+        "route replace 10.200.1.0/24 via 10.9.9.9 dev eth0 onlink proto 147")
+    after = project([hand], d.changes)
+    assert after[0].onlink and after[0].protocol == 147
+    assert diff([PlannedRoute(dst, gw, "node-1")], after, 147).changes == ()

@@ -120,9 +120,9 @@ SEED_BATCH = """\
 # server: ip -batch -  (2 routes)
 route add 10.200.0.0/24 via 192.168.10.101 proto 147
 route add 10.200.1.0/24 via 192.168.10.102 proto 147
-# node-0: ip -batch -  (1 routes)
+# node-0: ip -batch -  (1 route)
 route add 10.200.1.0/24 via 192.168.10.102 proto 147
-# node-1: ip -batch -  (1 routes)
+# node-1: ip -batch -  (1 route)
 route add 10.200.0.0/24 via 192.168.10.101 proto 147
 """
 
