@@ -232,13 +232,14 @@ def status_command(inventory: str, protocol: int, as_json: bool, **opts: Any) ->
     sys.exit(ExitStatus.OK if all(o.converged for o in outcomes) else ExitStatus.DRIFT)
 
 
-def _register_lab() -> None:
+def _register_commands() -> None:
+    """Command groups that live in their own CLI modules."""
     from podroutes.labcli import lab
 
     main.add_command(lab)
 
 
-_register_lab()
+_register_commands()
 
 
 def run() -> None:  # pragma: no cover - console-script entry point
