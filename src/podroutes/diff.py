@@ -8,7 +8,8 @@ that matters. The rules (DESIGN.md, "Rules the routes follow"):
 - a foreign route with the same destination and gateway is adopted (``replace`` re-tags
   it in place, so traffic never stops);
 - a foreign route with the same destination and another gateway is a conflict, left alone
-  unless forced;
+  unless forced; only routes in the slot podroutes writes to (the family's default metric)
+  count: a foreign route at another metric coexists with ours and is never drift;
 - owned routes that are no longer desired are removed (pruning).
 """
 
@@ -42,10 +43,13 @@ class RouteState(enum.StrEnum):
     UNOWNED = "not owned"
     STALE = "stale"
     CONFLICT = "conflicting"
+    #: A foreign route to the same destination at another metric: not podroutes' to touch
+    #: and not drift, but shown, because the lower metric is the one traffic follows.
+    OTHER_METRIC = "foreign, other metric"
 
     @property
     def is_drift(self) -> bool:
-        return self is not RouteState.IN_SYNC
+        return self not in (RouteState.IN_SYNC, RouteState.OTHER_METRIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,11 @@ def diff(
     for want in desired:
         present = by_dst.get(want.dst, [])
         owned = [r for r in present if r.protocol == protocol]
-        foreign = [r for r in present if r.protocol != protocol]
+        # Only foreign routes in the slot podroutes writes to (the family's default metric)
+        # can clash with ours; foreign routes at other metrics are other tools' business.
+        slot = want.family.default_metric
+        foreign = [r for r in present if r.protocol != protocol and r.effective_metric == slot]
+        elsewhere = [r for r in present if r.protocol != protocol and r.effective_metric != slot]
         right = next((r for r in owned if _leads_to(r, want.gateway)), None)
         extra = [r for r in owned if r is not right]
 
@@ -168,6 +176,8 @@ def diff(
             changes.append(change(Action.ADD, None))
         for route in extra:  # duplicates of ours in other metric slots
             changes.append(Change(Action.REMOVE, want.dst, route.gateway, protocol, route))
+        for route in elsewhere:
+            status(RouteState.OTHER_METRIC, route)
     for dst, routes in by_dst.items():
         if dst in wanted:
             continue

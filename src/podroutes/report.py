@@ -24,6 +24,7 @@ def protocol_name(number: int) -> str:
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",
     RouteState.UNOWNED: "cyan", RouteState.STALE: "magenta", RouteState.CONFLICT: "bold red",
+    RouteState.OTHER_METRIC: "dim",
 }
 
 

@@ -49,12 +49,16 @@ CASES: list[tuple[str, list[PlannedRoute], list[Route], bool, list[Any], list[An
      [(S.WRONG_GATEWAY, 0)], [(A.CHANGE, REPLACE)]),
     ("foreign-boot-same-gw-adopted", [WANT], [r(proto=3)], False, [(S.UNOWNED, 0)],
      [(A.ADOPT, REPLACE)]),
-    ("foreign-static-same-gw-adopted-in-its-slot", [WANT], [r(proto=4, metric=50)], False,
-     [(S.UNOWNED, 0)], [(A.ADOPT, REPLACE + " metric 50")]),
+    ("foreign-static-same-gw-adopted-in-its-slot", [WANT], [r(proto=4, metric=0)], False,
+     [(S.UNOWNED, 0)], [(A.ADOPT, REPLACE + " metric 0")]),
+    ("foreign-same-gw-other-metric-coexists", [WANT], [r(proto=4, metric=50)], False,
+     [(S.MISSING, None), (S.OTHER_METRIC, 0)], [(A.ADD, ADD)]),
     ("foreign-boot-other-gw-conflict", [WANT], [r(proto=3, gw=OTHER)], False,
      [(S.CONFLICT, 0)], []),
-    ("foreign-static-other-gw-forced", [WANT], [r(proto=4, gw=OTHER, metric=7)], True,
-     [(S.CONFLICT, 0)], [(A.OVERRIDE, REPLACE + " metric 7")]),
+    ("foreign-static-other-gw-forced", [WANT], [r(proto=4, gw=OTHER)], True,
+     [(S.CONFLICT, 0)], [(A.OVERRIDE, REPLACE)]),
+    ("foreign-other-gw-other-metric-never-forced", [WANT], [r(proto=4, gw=OTHER, metric=7)],
+     True, [(S.MISSING, None), (S.OTHER_METRIC, 0)], [(A.ADD, ADD)]),
     ("foreign-blackhole-conflict", [WANT], [r(proto=3, gw=None, dev=None, type="blackhole")],
      False, [(S.CONFLICT, 0)], []),
     ("foreign-blackhole-forced", [WANT], [r(proto=3, gw=None, type="blackhole")], True,
@@ -66,7 +70,7 @@ CASES: list[tuple[str, list[PlannedRoute], list[Route], bool, list[Any], list[An
     ("owned-right-foreign-other-left-alone", [WANT], [r(proto=3, gw=OTHER), r()], False,
      [(S.IN_SYNC, 1)], []),
     ("owned-wrong-beats-foreign-right", [WANT], [r(proto=3, metric=5), r(gw=OTHER)], False,
-     [(S.WRONG_GATEWAY, 1)], [(A.CHANGE, REPLACE)]),
+     [(S.WRONG_GATEWAY, 1), (S.OTHER_METRIC, 0)], [(A.CHANGE, REPLACE)]),
     ("owned-in-other-table-ignored", [WANT], [r(table=100)], False, [(S.MISSING, None)],
      [(A.ADD, ADD)]),
     ("foreign-in-other-table-ignored", [WANT], [r(proto=3, gw=OTHER, table=100)], False,
@@ -130,7 +134,7 @@ def test_applying_the_changes_converges_and_a_second_diff_is_empty(
     second = diff(desired, after, P, force=force)
     assert second.changes == ()
     conflicts = len(first.conflicts) if not force else 0
-    assert sum(s.state is not S.IN_SYNC for s in second.statuses) == conflicts
+    assert sum(s.state.is_drift for s in second.statuses) == conflicts
     # Foreign routes are only ever adopted (same gateway) or forced, never deleted.
     foreign = [x for x in observed if x.protocol != P]
     touched = {id(c.observed) for c in first.changes}
@@ -161,7 +165,9 @@ def test_counts_and_conflicts() -> None:
     assert result.unchanged == 0
     assert not result.in_sync
     assert not RouteState.IN_SYNC.is_drift
-    assert all(state.is_drift for state in RouteState if state is not RouteState.IN_SYNC)
+    assert all(state.is_drift for state in RouteState
+               if state not in (RouteState.IN_SYNC, RouteState.OTHER_METRIC))
+    assert not RouteState.OTHER_METRIC.is_drift
 
 
 def test_change_carries_via_host_and_protocol() -> None:
@@ -200,10 +206,9 @@ def test_project_add_remove_replace() -> None:
 
 
 def test_project_override_turns_a_blackhole_into_a_unicast_route() -> None:
-    hole = r(proto=3, gw=None, type="blackhole", metric=9)
+    hole = r(proto=3, gw=None, type="blackhole")
     [change] = diff([WANT], [hole], P, force=True).changes
-    assert project([hole], [change]) == [
-        Route(dst=DST, gateway=GW, protocol=P, dev="eth0", metric=9)]
+    assert project([hole], [change]) == [Route(dst=DST, gateway=GW, protocol=P, dev="eth0")]
 
 
 def test_project_of_no_changes_is_the_same_table() -> None:
