@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 
 from podroutes import render
-from podroutes.engine import run_hosts
+from podroutes.engine import HostState, run_hosts
 from podroutes.errors import InventoryError, PodroutesError, Problem, UsageError
 from podroutes.inventory import load
 from podroutes.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory, SshTargetKind
@@ -36,6 +36,17 @@ class ExitStatus(enum.IntEnum):
     FAILED = 1
     INVALID = 2
     DRIFT = 3
+    INTERRUPTED = 130
+
+
+def report_interrupt(states: dict[str, HostState]) -> None:
+    """After Ctrl-C: which hosts finished, which were cut off, which never started."""
+    err = err_console()
+    err.print("[bold red]interrupted[/]: every ssh connection was closed")
+    for state in HostState:
+        names = [name for name, s in states.items() if s is state]
+        if names:
+            err.print(f"  {state} ({len(names)}): {', '.join(names)}", soft_wrap=True)
 
 
 def console() -> Console:
@@ -193,16 +204,24 @@ def print_plan_table(route_plan: RoutePlan) -> None:
 @ssh_options
 @click.option("--dry-run", is_flag=True, help="Print each host's exact commands; change nothing.")
 @click.option("--force", is_flag=True, help="Take over conflicting routes of other owners.")
+@click.option("--lock-wait", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Seconds to wait for another apply's lock on a host before failing it.")
 @handle_errors
 def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, force: bool,
-                  **opts: Any) -> None:
+                  lock_wait: float, **opts: Any) -> None:
     """Converge every host's routes to the plan over SSH (or --local)."""
     check_protocol(protocol)
     inv = read_inventory(inventory)
     transport = make_transport(opts, inv)
-    outcomes = asyncio.run(run_hosts(
-        transport, plan(inv), protocol, write=True, force=force, dry_run=dry_run,
-        parallel=opts["parallel"], timeout=opts["timeout"]))
+    states: dict[str, HostState] = {}
+    try:
+        outcomes = asyncio.run(run_hosts(
+            transport, plan(inv), protocol, write=True, force=force, dry_run=dry_run,
+            parallel=opts["parallel"], timeout=opts["timeout"], lock_wait=lock_wait,
+            states=states))
+    except KeyboardInterrupt:
+        report_interrupt(states)
+        sys.exit(ExitStatus.INTERRUPTED)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "hosts": [outcome_json(o) for o in outcomes]},
                               indent=2))
@@ -221,8 +240,14 @@ def status_command(inventory: str, protocol: int, as_json: bool, **opts: Any) ->
     check_protocol(protocol)
     inv = read_inventory(inventory)
     transport = make_transport(opts, inv)
-    outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,
-                                     parallel=opts["parallel"], timeout=opts["timeout"]))
+    states: dict[str, HostState] = {}
+    try:
+        outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,
+                                         parallel=opts["parallel"], timeout=opts["timeout"],
+                                         states=states))
+    except KeyboardInterrupt:
+        report_interrupt(states)
+        sys.exit(ExitStatus.INTERRUPTED)
     if as_json:
         click.echo(json.dumps({"hosts": [outcome_json(o) for o in outcomes]}, indent=2))
     else:

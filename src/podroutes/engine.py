@@ -1,33 +1,68 @@
 """apply and status across hosts: read each table, diff, send one batch, verify.
 
 I/O orchestration over a :class:`~podroutes.transport.Transport`. Per host, one session
-(one SSH connection): read both families' tables in one round trip, diff purely, send a
-single ``ip -force -batch -``, read back and diff again to verify. Hosts run in parallel
-under a bound; a failing host never stops the others. Returns values; never prints.
+(one SSH connection):
+
+1. one round trip: who am I (``id -u``), is ``ip`` there, take the host's apply lock
+   (``flock`` on a file named after the network namespace, so two applies to one host
+   never interleave), read both families' main tables;
+2. diff purely; withhold changes whose gateway is not on a connected network (they would
+   fail: host-gw routing needs one L2 segment) and report them;
+3. one ``ip -force -batch -`` (``-force``: a failing line does not drop the rest), each
+   failing line mapped back to its route;
+4. read back and diff again: every change ends ``applied``, ``failed`` or ``withheld``.
+
+Hosts run in parallel under a bound; a failing host never stops the others. Returns
+values; never prints.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from podroutes import failpoints
 from podroutes.diff import Action, Change, HostDiff, RouteState, diff
 from podroutes.errors import HostCommandError, PodroutesError
 from podroutes.iproute import parse_routes, read_routes_argv
-from podroutes.model import Family, Host, Route
+from podroutes.model import Family, Host, IPNetwork, Route
 from podroutes.plan import RoutePlan
-from podroutes.session import Command, ShellSession
+from podroutes.session import Command, CommandResult, ShellSession
 from podroutes.transport import Transport
 
 _FAILED_LINE = re.compile(r"^Command failed -:(\d+)\s*$")
 
+#: Takes the per-host lock in the session's own shell (fd 9 stays open until it exits).
+#: The file is named after the network namespace: that is what the lock protects, and it
+#: keeps lab machines, which share one filesystem, from sharing a lock.
+_LOCK_SCRIPT = (
+    'd=/run/lock; [ -d "$d" ] && [ -w "$d" ] || d=/tmp; '
+    'exec 9>>"$d/podroutes-net-$(stat -L -c %i /proc/self/ns/net).lock" && flock -w {wait} 9'
+)
+
+
+class HostState(enum.StrEnum):
+    """Where a host's run is; the CLI reports these when interrupted."""
+
+    PENDING = "never started"
+    RUNNING = "interrupted"
+    DONE = "finished"
+
+
+class ChangeOutcome(enum.StrEnum):
+    APPLIED = "applied"
+    FAILED = "failed"
+    WITHHELD = "withheld"
+
 
 @dataclass(frozen=True, slots=True)
-class FailedChange:
+class ChangeResult:
     change: Change
-    message: str
+    outcome: ChangeOutcome
+    message: str = ""
 
 
 @dataclass(slots=True)
@@ -39,7 +74,7 @@ class HostOutcome:
     before: HostDiff | None = None
     after: HostDiff | None = None
     error: str | None = None
-    failed: list[FailedChange] = field(default_factory=list)
+    results: list[ChangeResult] = field(default_factory=list)
     applied: bool = False
 
     @property
@@ -47,74 +82,185 @@ class HostOutcome:
         final = self.after or self.before
         return self.error is None and final is not None and final.in_sync
 
+    @property
+    def failed(self) -> list[ChangeResult]:
+        return [r for r in self.results if r.outcome is not ChangeOutcome.APPLIED]
 
-async def read_table(session: ShellSession) -> list[Route]:
-    """Both families' main tables, in one round trip."""
-    results = await session.run_many([Command(tuple(read_routes_argv(f))) for f in Family])
+
+def _routes(results: Sequence[CommandResult], host: str) -> list[Route]:
     routes: list[Route] = []
     for family, result in zip(Family, results, strict=True):
         if result.status != 0:
             if family is Family.V6 and "not supported" in result.stderr.lower():
                 continue  # IPv6 disabled on this host: nothing of that family to manage
-            raise HostCommandError(session.host, result.command, result.status, result.stderr)
+            raise HostCommandError(host, result.command, result.status, result.stderr)
         routes += parse_routes(result.stdout, family)
     return routes
 
 
-def _failed_changes(changes: Sequence[Change], stderr: str) -> list[FailedChange]:
-    """Map ``ip -batch``'s "Command failed -:N" back to the change on line N, with the
+async def read_table(session: ShellSession) -> list[Route]:
+    """Both families' main tables, in one round trip."""
+    reads = [Command(tuple(read_routes_argv(f))) for f in Family]
+    return _routes(await session.run_many(reads), session.host)
+
+
+def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
+    """The networks a host reaches without a gateway (its link-scope routes)."""
+    return [(r.dst, r.dev) for r in routes
+            if r.gateway is None and not r.nexthops and r.type == "unicast"
+            and r.scope == "link" and r.dst.prefixlen > 0]
+
+
+def unreachable_reason(change: Change, connected: list[tuple[IPNetwork, str | None]],
+                       host: str) -> str | None:
+    """Why a change's gateway cannot work from this host, or ``None`` if it can."""
+    if change.action is Action.REMOVE or change.gateway is None:
+        return None
+    if change.observed is not None and change.observed.onlink:
+        return None
+    if any(change.gateway in net for net, _ in connected):
+        return None
+    nets = ", ".join(f"{n} on {d}" for n, d in connected if n.version == change.gateway.version)
+    return (f"gateway {change.gateway} is not on any network {host} is directly connected "
+            f"to ({nets or 'none of its family'}): routing via a node only works between "
+            "nodes on the same L2 segment; put them on one segment, add an on-link route, "
+            "or use an overlay (VXLAN, WireGuard)")
+
+
+def _failed_lines(changes: Sequence[Change], stderr: str) -> dict[int, str]:
+    """``ip -batch``'s "Command failed -:N" mapped to the 0-based change index, with the
     message ip printed just before it."""
-    failed = []
+    failed: dict[int, str] = {}
     previous: list[str] = []
     for line in stderr.splitlines():
         match = _FAILED_LINE.match(line)
         if match and 1 <= int(match.group(1)) <= len(changes):
-            failed.append(FailedChange(changes[int(match.group(1)) - 1],
-                                       "; ".join(previous) or "failed"))
+            failed[int(match.group(1)) - 1] = "; ".join(previous) or "failed"
             previous = []
         elif line.strip():
             previous.append(line.strip())
     return failed
 
 
+async def _preflight(
+    session: ShellSession, write: bool, lock_wait: float
+) -> tuple[list[Route], bool]:
+    """Identity, ``ip``, the lock (when writing) and both tables, in one round trip.
+    Returns the routes and whether the session is root (else ``sudo -n`` works)."""
+    commands = [Command(("id", "-u")), Command(("sh", "-c", "command -v ip"))]
+    if write:
+        commands.append(Command(script=_LOCK_SCRIPT.format(wait=max(0, int(lock_wait)))))
+    commands += [Command(tuple(read_routes_argv(f))) for f in Family]
+    results = await session.run_many(commands, failpoints.pause_for("read"))
+    uid, has_ip = results[0], results[1]
+    if has_ip.status != 0:
+        raise HostCommandError(session.host, "command -v ip", has_ip.status,
+                               "`ip` (iproute2) is not in the remote PATH; install iproute2")
+    if write:
+        lock = results[2]
+        if lock.status != 0:
+            raise HostCommandError(
+                session.host, "flock", lock.status,
+                f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
+                f"(--lock-wait) {lock.stderr.strip()}".strip())
+        if uid.stdout.strip() != "0":
+            sudo = await session.run(["sudo", "-n", "true"])
+            if sudo.status != 0:
+                raise HostCommandError(
+                    session.host, "sudo -n true", sudo.status,
+                    f"connected as uid {uid.stdout.strip()}, which is not root and cannot "
+                    f"sudo without a password ({sudo.stderr.strip() or 'no sudo'}): use "
+                    "--ssh-user root or allow passwordless sudo for ip")
+    return _routes(results[-2:], session.host), uid.stdout.strip() == "0"
+
+
 async def _converge(
-    transport: Transport, host: Host, route_plan: RoutePlan, protocol: int,
-    force: bool, dry_run: bool, write: bool,
+    transport: Transport, host: Host, route_plan: RoutePlan, protocol: int, *,
+    force: bool, dry_run: bool, write: bool, lock_wait: float,
 ) -> HostOutcome:
     outcome = HostOutcome(host)
     desired = route_plan.routes_for(host)
+    writing = write and not dry_run
+    await failpoints.reach("connect")
     async with transport.session(host) as session:
-        before = diff(desired, await read_table(session), protocol, force)
+        observed, is_root = await _preflight(session, writing, lock_wait)
+        before = diff(desired, observed, protocol, force)
         outcome.before = before
-        if not write or dry_run or not before.changes:
+        if not writing or not before.changes:
             return outcome
-        result = await session.run(["ip", "-force", "-batch", "-"], input=before.batch())
-        outcome.applied = True
-        outcome.failed = _failed_changes(before.changes, result.stderr)
+        connected = connected_networks(observed)
+        withheld = {i: why for i, c in enumerate(before.changes)
+                    if (why := unreachable_reason(c, connected, host.name)) is not None}
+        sent = [c for i, c in enumerate(before.changes) if i not in withheld]
+        failed: dict[int, str] = {}
+        if sent:
+            prefix = [] if is_root else ["sudo", "-n"]
+            batch = "".join(c.batch_line() + "\n" for c in sent)
+            result = await session.run([*prefix, "ip", "-force", "-batch", "-"], input=batch,
+                                       pause=failpoints.pause_for("batch"))
+            outcome.applied = True
+            failed = _failed_lines(sent, result.stderr)
+            if result.status != 0 and not failed:
+                failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
+        await failpoints.reach("verify")
         outcome.after = diff(desired, await read_table(session), protocol, force=False)
+    outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
     return outcome
+
+
+def _results(changes: Sequence[Change], withheld: dict[int, str], sent: Sequence[Change],
+             failed: dict[int, str], after: HostDiff) -> list[ChangeResult]:
+    """Every change's outcome; a change that reported success but is not in the table
+    read back counts as failed."""
+    drifted = {s.dst for s in after.statuses if s.state.is_drift
+               and s.state is not RouteState.CONFLICT}
+    sent_index = {id(c): i for i, c in enumerate(sent)}
+    out = []
+    for i, change in enumerate(changes):
+        if i in withheld:
+            out.append(ChangeResult(change, ChangeOutcome.WITHHELD, withheld[i]))
+        elif (j := sent_index[id(change)]) in failed:
+            out.append(ChangeResult(change, ChangeOutcome.FAILED, failed[j]))
+        elif change.dst in drifted:
+            out.append(ChangeResult(change, ChangeOutcome.FAILED,
+                                    "not in the table when read back"))
+        else:
+            out.append(ChangeResult(change, ChangeOutcome.APPLIED))
+    return out
 
 
 async def run_hosts(
     transport: Transport, route_plan: RoutePlan, protocol: int, *,
     write: bool, force: bool = False, dry_run: bool = False,
-    parallel: int = 32, timeout: float = 30.0, only: Sequence[str] | None = None,
+    parallel: int = 32, timeout: float = 30.0, lock_wait: float = 10.0,
+    states: dict[str, HostState] | None = None,
 ) -> list[HostOutcome]:
-    """Converge (``write``) or inspect every host in parallel; one outcome per host."""
+    """Converge (``write``) or inspect every host in parallel; one outcome per host.
+
+    ``states`` (if given) is kept up to date, so a caller interrupted by Ctrl-C can say
+    which hosts finished, which were interrupted and which never started.
+    """
     gate = asyncio.Semaphore(max(1, parallel))
+    hosts = list(route_plan.inventory)
+    track = states if states is not None else {}
+    track.update({h.name: HostState.PENDING for h in hosts})
 
     async def one(host: Host) -> HostOutcome:
         async with gate:
+            track[host.name] = HostState.RUNNING
             try:
                 async with asyncio.timeout(timeout):
-                    return await _converge(transport, host, route_plan, protocol,
-                                           force, dry_run, write)
+                    outcome = await _converge(
+                        transport, host, route_plan, protocol, force=force, dry_run=dry_run,
+                        write=write, lock_wait=lock_wait)
             except TimeoutError:
-                return HostOutcome(host, error=f"timed out after {timeout:g}s")
+                outcome = HostOutcome(host, error=f"timed out after {timeout:g}s (--timeout): "
+                                                  "the host or its sshd hangs")
             except PodroutesError as exc:
-                return HostOutcome(host, error=str(exc).removeprefix(f"{host.name}: "))
+                outcome = HostOutcome(host, error=str(exc).removeprefix(f"{host.name}: "))
+            track[host.name] = HostState.DONE
+            return outcome
 
-    hosts = [h for h in route_plan.inventory if only is None or h.name in only]
     return list(await asyncio.gather(*(one(h) for h in hosts)))
 
 

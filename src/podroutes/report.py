@@ -58,8 +58,9 @@ def outcome_json(o: HostOutcome) -> dict[str, Any]:
         "applied": o.applied,
         "before": diff_json(o.before),
         "after": diff_json(o.after),
-        "failed": [{"command": "ip " + f.change.batch_line(), "message": f.message}
-                   for f in o.failed],
+        "results": [{"outcome": str(r.outcome), "action": str(r.change.action),
+                     "dst": str(r.change.dst), "command": "ip " + r.change.batch_line(),
+                     "message": r.message or None} for r in o.results],
     }
 
 
@@ -112,12 +113,9 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
     out.print(table)
     for o in outcomes:
         for f in o.failed:
-            out.print(f"[red]{o.host.name}[/]: ip {f.change.batch_line()}: {f.message}",
+            out.print(f"[red]{o.host.name}[/]: {f.outcome}: ip {f.change.batch_line()}",
                       markup=True)
-        if o.after is not None:
-            for s in o.after.statuses:
-                if s.state.is_drift and s.state is not RouteState.CONFLICT:
-                    out.print(f"[red]{o.host.name}[/]: {s.dst} still {s.state} after apply")
+            out.print(f"    {f.message}", markup=False, soft_wrap=True)
     _print_conflicts(out, outcomes)
     ok = sum(1 for o in outcomes if o.converged)
     if total_changes == 0 and ok == len(outcomes):

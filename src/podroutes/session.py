@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import shlex
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -36,16 +36,31 @@ class CommandResult:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    argv: tuple[str, ...]
+    """One command for the shell: an argv list (quoted for the shell here), or ``script``,
+    a fixed shell text written by podroutes itself (never built from input)."""
+
+    argv: tuple[str, ...] = ()
     input: str | None = None
+    script: str | None = None
+
+    def text(self) -> str:
+        return self.script if self.script is not None else shlex.join(self.argv)
+
+
+Pause = Callable[[], Awaitable[None]]
 
 
 class ShellSession:
-    """One shell process on one host. Use as ``async with``; commands run in order."""
+    """One shell process on one host. Use as ``async with``; commands run in order.
 
-    def __init__(self, host: str, argv: Sequence[str]) -> None:
+    ``explain`` turns the transport's last words (ssh's stderr) into a message for a user.
+    """
+
+    def __init__(self, host: str, argv: Sequence[str],
+                 explain: Callable[[str], str] | None = None) -> None:
         self.host = host
         self.argv = list(argv)
+        self._explain = explain or (lambda text: text)
         self._nonce = "__podroutes_" + secrets.token_hex(8)
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -60,37 +75,43 @@ class ShellSession:
             )
         except OSError as exc:
             raise TransportError(self.host, f"cannot start {self.argv[0]}: {exc}") from exc
-        # Synchronise: whatever the login prints (banners, rc files) comes before this.
-        ready = self._nonce + "_ready"
-        await self._write(f"printf '%s\\n' {ready}; printf '%s\\n' {ready} >&2\n")
-        await self._read_pair(f"{ready}\n", f"{ready}\n")
+        try:
+            # Synchronise: whatever the login prints (banners, rc files) comes before this.
+            ready = self._nonce + "_ready"
+            await self._write(f"printf '%s\\n' {ready}; printf '%s\\n' {ready} >&2\n")
+            await self._read_pair(f"{ready}\n", f"{ready}\n")
+        except BaseException:
+            await self.close(kill=True)
+            raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        # On any error (a timeout, Ctrl-C) the shell and its ssh go at once.
+        await self.close(kill=exc is not None)
 
-    async def close(self) -> None:
+    async def close(self, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
+        if proc is None or proc.returncode is not None:
             return
-        if proc.returncode is None:
+        if not kill:
             with contextlib.suppress(OSError, RuntimeError):
                 assert proc.stdin is not None
                 proc.stdin.write(b"exit 0\n")
                 proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=2)
-            except (TimeoutError, asyncio.CancelledError):
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-                raise
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=2)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            # Reap it even if we are being cancelled: never leave an ssh child behind.
+            await asyncio.shield(proc.wait())
 
-    async def run(self, argv: Sequence[str], input: str | None = None) -> CommandResult:
-        (result,) = await self.run_many([Command(tuple(argv), input)])
+    async def run(self, argv: Sequence[str], input: str | None = None,
+                  pause: Pause | None = None) -> CommandResult:
+        (result,) = await self.run_many([Command(tuple(argv), input)], pause)
         return result
 
     async def check(self, argv: Sequence[str], input: str | None = None) -> CommandResult:
@@ -99,20 +120,29 @@ class ShellSession:
             raise HostCommandError(self.host, result.command, result.status, result.stderr)
         return result
 
-    async def run_many(self, commands: Sequence[Command]) -> list[CommandResult]:
-        """Send every command at once, then read the results: one round trip in all."""
+    async def run_many(self, commands: Sequence[Command],
+                       pause: Pause | None = None) -> list[CommandResult]:
+        """Send every command at once, then read the results: one round trip in all.
+
+        ``pause`` runs between sending and reading (a fault-injection point in tests).
+        """
         script = "".join(self._frame(c) for c in commands)
         await self._write(script)
+        if pause is not None:
+            await pause()
         results = []
         for c in commands:
             out, err = await self._read_pair(f"\n{self._nonce} ", f"\n{self._nonce}\n")
             status_line, _ = await self._read_pair("\n", None)
-            results.append(CommandResult(c.argv, int(status_line), out, err))
+            results.append(CommandResult(c.argv or ("sh", "-c", c.text()), int(status_line),
+                                         out, err))
         return results
 
     def _frame(self, c: Command) -> str:
-        line = shlex.join(c.argv)
-        if c.input is None:
+        line = c.text()
+        if c.script is not None:  # runs in this shell: may keep fds open (a lock)
+            line += "\n"
+        elif c.input is None:
             line += " </dev/null\n"
         else:
             body = c.input if c.input.endswith("\n") or not c.input else c.input + "\n"
@@ -167,7 +197,7 @@ class ShellSession:
             await asyncio.wait_for(proc.wait(), timeout=1)
         text = (said + rest).decode(errors="replace").strip()
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        detail = lines[-1] if lines else "the connection closed"
+        detail = self._explain("\n".join(lines)) if lines else "the connection closed"
         return f"{detail} (exit status {proc.returncode})"
 
     def _require(self) -> asyncio.subprocess.Process:

@@ -69,10 +69,37 @@ class SshTransport:
         return [*argv, "--", self.target(host), "/bin/sh"]
 
     def session(self, host: Host) -> ShellSession:
-        return ShellSession(host.name, self.argv(host))
+        return ShellSession(host.name, self.argv(host), explain=explain_ssh_failure)
 
     def describe(self, host: Host) -> str:
         return f"ssh {host.ssh.user or self.user}@{self.target(host)}"
+
+
+#: ssh's own words for each way a connection fails, and what they mean for the user.
+_SSH_FAILURES: tuple[tuple[str, str], ...] = (
+    ("host identification has changed", "host key mismatch: the host's key is not the one in "
+     "known_hosts (a reinstalled host, or someone in between); check it, then update "
+     "known_hosts (ssh-keygen -R)"),
+    ("host key verification failed", "host key verification failed: the host's key is not "
+     "known or does not match known_hosts; add the right key to known_hosts"),
+    ("permission denied", "authentication failed: the key or user was refused"),
+    ("connection refused", "connection refused: nothing listens on the ssh port (is sshd "
+     "running?)"),
+    ("no route to host", "host unreachable: no route to host (is it up, is the address right?)"),
+    ("network is unreachable", "host unreachable: network is unreachable from here"),
+    ("connection timed out", "host unreachable: the connection timed out"),
+    ("could not resolve hostname", "name not resolved: ssh could not resolve the host name"),
+)
+
+
+def explain_ssh_failure(text: str) -> str:
+    """The user-facing reason for a failed ssh connection, with ssh's own last line."""
+    lowered = text.lower()
+    said = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), text)
+    for needle, meaning in _SSH_FAILURES:
+        if needle in lowered:
+            return f"{meaning} [ssh: {said}]"
+    return said
 
 
 @dataclass(frozen=True)

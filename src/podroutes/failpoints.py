@@ -1,0 +1,41 @@
+"""Named pause points for the fault tests (crash safety): ``PODROUTES_FAILPOINT``.
+
+I/O. With ``PODROUTES_FAILPOINT=POINT:PATH`` set, the engine, on reaching POINT (for any
+host), creates ``PATH.reached`` and waits while ``PATH`` exists. A test creates PATH,
+starts ``podroutes apply``, waits for ``PATH.reached`` and then kills the process, which
+is how "kill -9 at any point" is made repeatable. Unset (always, outside tests), every
+call returns at once. Points: ``connect``, ``read``, ``batch``, ``verify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from podroutes.session import Pause
+
+POINTS = ("connect", "read", "batch", "verify")
+
+
+def pause_for(point: str) -> Pause | None:
+    """The pause coroutine for ``point`` if the environment asks for one, else ``None``."""
+    spec = os.environ.get("PODROUTES_FAILPOINT")
+    if not spec:
+        return None
+    name, _, path = spec.partition(":")
+    if name != point or not path:
+        return None
+
+    async def pause() -> None:
+        Path(path + ".reached").touch()
+        while Path(path).exists():
+            await asyncio.sleep(0.01)
+
+    return pause
+
+
+async def reach(point: str) -> None:
+    pause = pause_for(point)
+    if pause is not None:
+        await pause()
