@@ -37,11 +37,20 @@ _FAILED_LINE = re.compile(r"^Command failed -:(\d+)\s*$")
 
 #: Takes the per-host lock in the session's own shell (fd 9 stays open until it exits).
 #: The file is named after the network namespace: that is what the lock protects, and it
-#: keeps lab machines, which share one filesystem, from sharing a lock.
-_LOCK_SCRIPT = (
-    'd=/run/lock; [ -d "$d" ] && [ -w "$d" ] || d=/tmp; '
-    'exec 9>>"$d/podroutes-net-$(stat -L -c %i /proc/self/ns/net).lock" && flock -w {wait} 9'
-)
+#: keeps lab machines, which share one filesystem, from sharing a lock. ``command exec``
+#: so that a failed redirection returns an error instead of ending the shell; a file
+#: another user made is opened read-only (flock needs no write access).
+_LOCK_SCRIPT = """\
+__pr_d=/run/lock; { [ -d "$__pr_d" ] && [ -w "$__pr_d" ]; } || __pr_d=/tmp
+__pr_n=$(stat -L -c %i /proc/self/ns/net 2>/dev/null) || __pr_n=
+if [ -z "$__pr_n" ]; then
+  echo "cannot name the lock: stat /proc/self/ns/net failed" >&2; false
+elif ! { command exec 9>>"$__pr_d/podroutes-net-$__pr_n.lock"; } 2>/dev/null &&
+     ! { command exec 9<"$__pr_d/podroutes-net-$__pr_n.lock"; } 2>/dev/null; then
+  echo "cannot open the lock file $__pr_d/podroutes-net-$__pr_n.lock" >&2; false
+else
+  flock -w __WAIT__ 9
+fi"""
 
 
 class HostState(enum.StrEnum):
@@ -149,20 +158,15 @@ async def _preflight(
     Returns the routes and whether the session is root (else ``sudo -n`` works)."""
     commands = [Command(("id", "-u")), Command(("sh", "-c", "command -v ip"))]
     if write:
-        commands.append(Command(script=_LOCK_SCRIPT.format(wait=max(0, int(lock_wait)))))
+        wait = str(max(0, int(lock_wait)))
+        commands.append(Command(script=_LOCK_SCRIPT.replace("__WAIT__", wait)))
     commands += [Command(tuple(read_routes_argv(f))) for f in Family]
-    results = await session.run_many(commands, failpoints.pause_for("read"))
+    results = await session.run_many(commands, failpoints.pause_for("read", session.host))
     uid, has_ip = results[0], results[1]
     if has_ip.status != 0:
         raise HostCommandError(session.host, "command -v ip", has_ip.status,
                                "`ip` (iproute2) is not in the remote PATH; install iproute2")
     if write:
-        lock = results[2]
-        if lock.status != 0:
-            raise HostCommandError(
-                session.host, "flock", lock.status,
-                f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
-                f"(--lock-wait) {lock.stderr.strip()}".strip())
         if uid.stdout.strip() != "0":
             sudo = await session.run(["sudo", "-n", "true"])
             if sudo.status != 0:
@@ -171,6 +175,14 @@ async def _preflight(
                     f"connected as uid {uid.stdout.strip()}, which is not root and cannot "
                     f"sudo without a password ({sudo.stderr.strip() or 'no sudo'}): use "
                     "--ssh-user root or allow passwordless sudo for ip")
+        lock = results[2]
+        if lock.status != 0:
+            why = lock.stderr.strip()
+            raise HostCommandError(
+                session.host, "flock", lock.status,
+                why if why.startswith("cannot") else
+                f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
+                f"(--lock-wait) {why}".strip())
     return _routes(results[-2:], session.host), uid.stdout.strip() == "0"
 
 
@@ -181,7 +193,7 @@ async def _converge(
     outcome = HostOutcome(host)
     desired = route_plan.routes_for(host)
     writing = write and not dry_run
-    await failpoints.reach("connect")
+    await failpoints.reach("connect", host.name)
     async with transport.session(host) as session:
         observed, is_root = await _preflight(session, writing, lock_wait)
         before = diff(desired, observed, protocol, force)
@@ -197,12 +209,12 @@ async def _converge(
             prefix = [] if is_root else ["sudo", "-n"]
             batch = "".join(c.batch_line() + "\n" for c in sent)
             result = await session.run([*prefix, "ip", "-force", "-batch", "-"], input=batch,
-                                       pause=failpoints.pause_for("batch"))
+                                       pause=failpoints.pause_for("batch", host.name))
             outcome.applied = True
             failed = _failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:
                 failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
-        await failpoints.reach("verify")
+        await failpoints.reach("verify", host.name)
         outcome.after = diff(desired, await read_table(session), protocol, force=False)
     outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
     return outcome

@@ -1,7 +1,7 @@
 """Named pause points for the fault tests (crash safety): ``PODROUTES_FAILPOINT``.
 
 I/O. With ``PODROUTES_FAILPOINT=POINT:PATH`` set, the engine, on reaching POINT (for any
-host), creates ``PATH.reached`` and waits while ``PATH`` exists. A test creates PATH,
+host), creates ``PATH.reached`` and ``PATH.HOST.reached`` and waits while ``PATH`` exists. A test creates PATH,
 starts ``podroutes apply``, waits for ``PATH.reached`` and then kills the process, which
 is how "kill -9 at any point" is made repeatable. Unset (always, outside tests), every
 call returns at once. Points: ``connect``, ``read``, ``batch``, ``verify``.
@@ -18,7 +18,7 @@ from podroutes.session import Pause
 POINTS = ("connect", "read", "batch", "verify")
 
 
-def pause_for(point: str) -> Pause | None:
+def pause_for(point: str, host: str) -> Pause | None:
     """The pause coroutine for ``point`` if the environment asks for one, else ``None``."""
     spec = os.environ.get("PODROUTES_FAILPOINT")
     if not spec:
@@ -28,6 +28,7 @@ def pause_for(point: str) -> Pause | None:
         return None
 
     async def pause() -> None:
+        Path(f"{path}.{host}.reached").touch()
         Path(path + ".reached").touch()
         while Path(path).exists():
             await asyncio.sleep(0.01)
@@ -35,7 +36,7 @@ def pause_for(point: str) -> Pause | None:
     return pause
 
 
-async def reach(point: str) -> None:
-    pause = pause_for(point)
+async def reach(point: str, host: str) -> None:
+    pause = pause_for(point, host)
     if pause is not None:
         await pause()

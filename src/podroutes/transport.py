@@ -82,7 +82,7 @@ _SSH_FAILURES: tuple[tuple[str, str], ...] = (
      "known_hosts (ssh-keygen -R)"),
     ("host key verification failed", "host key verification failed: the host's key is not "
      "known or does not match known_hosts; add the right key to known_hosts"),
-    ("permission denied", "authentication failed: the key or user was refused"),
+    ("permission denied (", "authentication failed: the key or user was refused"),
     ("connection refused", "connection refused: nothing listens on the ssh port (is sshd "
      "running?)"),
     ("no route to host", "host unreachable: no route to host (is it up, is the address right?)"),

@@ -80,6 +80,15 @@ class Lab:
         data = json.loads(self.smoke().stdout)
         return [(r["src"], r["dst"]) for r in data["results"] if not r["ok"]]
 
+    def smoke_failures_by_family(self) -> dict[int, list[tuple[str, str]]]:
+        """Failed (src, dst) pod pairs per address family (4, and 6 in a dual-stack lab)."""
+        data = json.loads(self.smoke().stdout)
+        out: dict[int, list[tuple[str, str]]] = {f: [] for f in data["families"]}
+        for r in data["results"]:
+            if not r["ok"]:
+                out[r["family"]].append((r["src"], r["dst"]))
+        return out
+
     def sshd_log(self, machine: str) -> str:
         path = self.dir / "sshd" / f"{machine}.log"
         return path.read_text() if path.exists() else ""
@@ -98,5 +107,84 @@ def lab() -> Iterator[Lab]:
         labmod.down(spec)
 
 
+def make_dual_stack_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
+    return labmod.up(labmod.LabSpec(name=unique_name(), nodes=nodes, pods_per_node=pods,
+                                    dual_stack=True))
+
+
+@pytest.fixture
+def dual_lab() -> Iterator[Lab]:
+    """A dual-stack lab: IPv4 and IPv6 node addresses, pod CIDRs and pods."""
+    spec = make_dual_stack_lab()
+    try:
+        yield Lab(spec)
+    finally:
+        labmod.down(spec)
+
+
 def cross_node(failures: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in failures if a.split("-pod-")[0] != b.split("-pod-")[0]]
+
+
+# --- helpers for the fault suite ---------------------------------------------------------
+
+OWN_PROTOCOL = 147
+
+
+def foreign_routes(lab: Lab, machine: str) -> set[str]:
+    """Every route of every table, both families, that podroutes does not own, as text:
+    the snapshot the fault tests compare before and after."""
+    out: set[str] = set()
+    for flag in ("-4", "-6"):
+        data = json.loads(lab.sh(machine, "ip", "-j", flag, "route", "show", "table", "all"))
+        for entry in data:
+            if str(entry.get("protocol")) == str(OWN_PROTOCOL) or _autoconf(flag, entry):
+                continue
+            out.add(json.dumps(entry, sort_keys=True))
+    return out
+
+
+def _autoconf(flag: str, entry: dict[str, object]) -> bool:
+    """IPv6 link-local routes the kernel adds on its own schedule after links come up
+    (fe80::/64, the local fe80 address, ff00::/8): they change without anyone acting."""
+    dst = str(entry.get("dst", ""))
+    return flag == "-6" and entry.get("protocol") == "kernel" and (
+        dst.startswith("fe80") or dst == "ff00::/8")
+
+
+def snapshot(lab: Lab) -> dict[str, set[str]]:
+    return {m.name: foreign_routes(lab, m.name) for m in lab.spec.machines()}
+
+
+def podroutes_popen(lab: Lab, *args: str, env: dict[str, str] | None = None,
+                    inventory: Path | None = None) -> subprocess.Popen[str]:
+    """Start podroutes on the jumpbox in the background (for kill and Ctrl-C tests)."""
+    argv = ["ip", "netns", "exec", lab.ns("jumpbox"), sys.executable, "-m", "podroutes",
+            *args, "-i", str(inventory or lab.machines_txt),
+            "--ssh-config", str(lab.dir / "ssh_config"), "--ssh-target", "hostname"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, COLUMNS="200", **(env or {})))
+
+
+def restart_sshd(lab: Lab, machine: str, extra: Sequence[str]) -> None:
+    """Restart a machine's sshd with extra sshd_config lines (e.g. SetEnv, ForceCommand)."""
+    conf = lab.dir / "sshd" / f"{machine}.conf"
+    conf.write_text(conf.read_text() + "\n".join(extra) + "\n")
+    labmod.stop_sshd(lab.spec, machine)
+    labmod.start_sshd(lab.spec, machine)
+
+
+def lab_ssh_processes(lab: Lab) -> list[int]:
+    """Client ssh processes started for this lab (their command line names its config)."""
+    pids = []
+    marker = str(lab.dir).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ssh\0") and marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
