@@ -1,10 +1,11 @@
 """Named pause points for the fault tests (crash safety): ``PODROUTES_FAILPOINT``.
 
-I/O. With ``PODROUTES_FAILPOINT=POINT:PATH`` set, the engine, on reaching POINT (for any
-host), creates ``PATH.reached`` and ``PATH.HOST.reached`` and waits while ``PATH`` exists. A test creates PATH,
-starts ``podroutes apply``, waits for ``PATH.reached`` and then kills the process, which
-is how "kill -9 at any point" is made repeatable. Unset (always, outside tests), every
-call returns at once. Points: ``connect``, ``read``, ``batch``, ``verify``.
+I/O. With ``PODROUTES_FAILPOINT=POINT:PATH`` set, the engine, on reaching POINT for a
+host, creates ``PATH.reached`` and ``PATH.HOST.reached`` and waits while ``PATH``
+exists. A test creates PATH, starts ``podroutes apply``, waits for the marker and then
+kills the process (or presses Ctrl-C, or races it), which is how "kill -9 at any point"
+is made repeatable. Unset (always, outside tests), every call returns at once. Points:
+``connect``, ``read``, ``batch``, ``verify``.
 """
 
 from __future__ import annotations
