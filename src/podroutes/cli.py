@@ -2,153 +2,37 @@
 
 Reads the inventory (a file or ``-`` for stdin), calls the pure core and the engine, and
 renders results with Rich (or JSON with ``--json``). Library errors arrive as one
-exception family; ``--debug`` re-raises them with a traceback.
+exception family; ``--debug`` re-raises them with a traceback. Shared options live in
+:mod:`podroutes.cliopts`; other command groups register in ``_register_commands``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import functools
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 
 from podroutes import render
+from podroutes.cliopts import (
+    ExitStatus,
+    check_protocol,
+    console,
+    handle_errors,
+    inventory_options,
+    local_hosts,
+    make_transport,
+    read_inventory,
+    report_interrupt,
+    ssh_options,
+)
 from podroutes.engine import HostState, run_hosts
-from podroutes.errors import InventoryError, PodroutesError, Problem, UsageError
-from podroutes.inventory import load
-from podroutes.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory, SshTargetKind
+from podroutes.model import SshTargetKind
 from podroutes.plan import RoutePlan, plan
 from podroutes.report import outcome_json, print_apply, print_status
-from podroutes.transport import LocalTransport, SshTransport, Transport
-
-MAX_INVENTORY_BYTES = 16 << 20
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ExitStatus(enum.IntEnum):
-    OK = 0
-    FAILED = 1
-    INVALID = 2
-    DRIFT = 3
-    INTERRUPTED = 130
-
-
-def report_interrupt(states: dict[str, HostState]) -> None:
-    """After Ctrl-C: which hosts finished, which were cut off, which never started."""
-    err = err_console()
-    err.print("[bold red]interrupted[/]: every ssh connection was closed")
-    for state in HostState:
-        names = [name for name, s in states.items() if s is state]
-        if names:
-            err.print(f"  {state} ({len(names)}): {', '.join(names)}", soft_wrap=True)
-
-
-def console() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-
-
-def err_console() -> Console:
-    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
-
-
-def read_inventory(path: str) -> Inventory:
-    """Read the inventory file (or stdin) and validate it; nothing else runs before."""
-    source = "<stdin>" if path == "-" else path
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_INVENTORY_BYTES + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_INVENTORY_BYTES + 1)
-    except OSError as exc:
-        raise InventoryError([Problem(source, 0, "file", exc.strerror or str(exc))]) from exc
-    if len(data) > MAX_INVENTORY_BYTES:
-        raise InventoryError([Problem(source, 0, "file",
-                                      f"larger than {MAX_INVENTORY_BYTES >> 20} MiB")])
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InventoryError([Problem(source, line, "file", "is not UTF-8 text")]) from exc
-    return load(text, source)
-
-
-def handle_errors(func: F) -> F:
-    """Turn library errors into a message and the exit status the CLI contract names."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except PodroutesError as exc:
-            if click.get_current_context().find_root().params.get("debug"):
-                raise
-            err = err_console()
-            if isinstance(exc, InventoryError):
-                err.print(f"[bold red]invalid inventory[/] ({len(exc.problems)} problem"
-                          f"{'s' if len(exc.problems) != 1 else ''}); nothing was changed:")
-                for problem in exc.problems:  # one line each, never wrapped: grep-able
-                    err.print(f"  {problem}", markup=False, soft_wrap=True)
-                sys.exit(ExitStatus.INVALID)
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            sys.exit(ExitStatus.INVALID if isinstance(exc, UsageError) else ExitStatus.FAILED)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def inventory_options(func: F) -> F:
-    func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
-    func = click.option("--protocol", type=int, default=DEFAULT_PROTOCOL, show_default=True,
-                        help="Route protocol number that marks podroutes' own routes.")(func)
-    return click.option("-i", "--inventory", required=True, metavar="PATH",
-                        help="machines.txt or YAML inventory; '-' reads stdin.")(func)
-
-
-def ssh_options(func: F) -> F:
-    options = [
-        click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh -F FILE."),
-        click.option("--ssh-user", default="root", show_default=True),
-        click.option("--ssh-target", type=click.Choice([k.value for k in SshTargetKind]),
-                     default="address", show_default=True, help="What to connect to."),
-        click.option("--ssh-option", multiple=True, metavar="KEY=VALUE",
-                     help="Extra ssh -o option (repeatable)."),
-        click.option("--parallel", type=click.IntRange(1, 1024), default=32,
-                     show_default=True, help="Hosts worked on at once."),
-        click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
-                     help="Seconds allowed per host."),
-        click.option("--local", is_flag=True,
-                     help="Use this machine's shell instead of SSH (one-host inventories)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def check_protocol(protocol: int) -> None:
-    if not 1 <= protocol <= 254 or protocol in RESERVED_PROTOCOLS:
-        raise UsageError(f"--protocol {protocol}: must be 1-254 and not one a well-known "
-                         "daemon uses (2-4, 8-18, 42, 80, 84, 99, 186-192)")
-
-
-def make_transport(opts: dict[str, Any], inventory: Inventory) -> Transport:
-    if opts["local"]:
-        if len(inventory) != 1:
-            raise UsageError("--local works on a one-host inventory")
-        return LocalTransport()
-    transport = SshTransport(
-        user=opts["ssh_user"], target_kind=SshTargetKind(opts["ssh_target"]),
-        config_file=opts["ssh_config"], options=tuple(opts["ssh_option"]),
-        connect_timeout=min(10.0, opts["timeout"]),
-    )
-    for host in inventory:  # resolve every target now: a bad flag fails before connecting
-        transport.target(host)
-    return transport
+from podroutes.transport import SshTransport
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -218,7 +102,7 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
         outcomes = asyncio.run(run_hosts(
             transport, plan(inv), protocol, write=True, force=force, dry_run=dry_run,
             parallel=opts["parallel"], timeout=opts["timeout"], lock_wait=lock_wait,
-            states=states))
+            states=states, only=local_hosts(opts, inv)))
     except KeyboardInterrupt:
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)
@@ -244,7 +128,7 @@ def status_command(inventory: str, protocol: int, as_json: bool, **opts: Any) ->
     try:
         outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,
                                          parallel=opts["parallel"], timeout=opts["timeout"],
-                                         states=states))
+                                         states=states, only=local_hosts(opts, inv)))
     except KeyboardInterrupt:
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)
@@ -259,9 +143,12 @@ def status_command(inventory: str, protocol: int, as_json: bool, **opts: Any) ->
 
 def _register_commands() -> None:
     """Command groups that live in their own CLI modules."""
+    from podroutes.diagcli import doctor_command, trace_command
     from podroutes.labcli import lab
 
     main.add_command(lab)
+    main.add_command(doctor_command)
+    main.add_command(trace_command)
 
 
 _register_commands()

@@ -246,14 +246,16 @@ async def run_hosts(
     write: bool, force: bool = False, dry_run: bool = False,
     parallel: int = 32, timeout: float = 30.0, lock_wait: float = 10.0,
     states: dict[str, HostState] | None = None,
+    only: Sequence[str] | None = None,
 ) -> list[HostOutcome]:
     """Converge (``write``) or inspect every host in parallel; one outcome per host.
 
     ``states`` (if given) is kept up to date, so a caller interrupted by Ctrl-C can say
-    which hosts finished, which were interrupted and which never started.
+    which hosts finished, which were interrupted and which never started. ``only``
+    limits the run to those host names (the rest of the inventory still shapes the plan).
     """
     gate = asyncio.Semaphore(max(1, parallel))
-    hosts = list(route_plan.inventory)
+    hosts = [h for h in route_plan.inventory if only is None or h.name in only]
     track = states if states is not None else {}
     track.update({h.name: HostState.PENDING for h in hosts})
 

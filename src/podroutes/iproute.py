@@ -76,10 +76,38 @@ def _route(
         table=_table(entry.get("table"), table),
         metric=int(entry["metric"]) if "metric" in entry else None,
         type=str(entry.get("type", "unicast")),
-        scope=str(entry.get("scope", "global")),
+        scope=_scope(entry, family),
         onlink="onlink" in entry.get("flags", ()),
         nexthops=nexthops,
+        pref=str(entry["pref"]) if "pref" in entry else None,
+        expires=_expires(entry.get("expires")),
     )
+
+
+def _scope(entry: dict[str, Any], family: Family) -> str:
+    """The route's scope, the same notion in both families.
+
+    The kernel reports every IPv6 route with universe scope, so ``ip -j -6`` never prints
+    one; an IPv6 route straight out of a device (no gateway, no nexthops, unicast) is what
+    IPv4 calls ``scope link``: its destination is on-link. Normalised here, once, so that
+    "which networks is this host directly connected to" has one answer for both families.
+    """
+    if "scope" in entry:
+        return str(entry["scope"])
+    direct = ("gateway" not in entry and "nexthops" not in entry and "dev" in entry
+              and entry.get("type", "unicast") == "unicast")
+    return "link" if family is Family.V6 and direct else "global"
+
+
+def _expires(value: object) -> int | None:
+    """Seconds left: iproute2 6.1 prints ``"expires": 296``; ``"296sec"`` (the text form)
+    is read the same way."""
+    if value is None:
+        return None
+    text = str(value).removesuffix("sec")
+    if not text.isdigit():
+        raise ParseError(f"`ip -j route` entry with a bad expiry: {value!r}")
+    return int(text)
 
 
 def _destination(text: str, family: Family) -> IPNetwork:

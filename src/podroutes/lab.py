@@ -2,9 +2,11 @@
 
 I/O (root). Builds a jumpbox, a server and node-0..N-1 on one L2 segment (a bridge in a
 namespace of its own), a ``cni0`` bridge with pods on every node, and a real ``sshd`` per
-machine. It is both a user feature (``podroutes lab``) and the test bed. Every namespace
-is named ``<lab>-<machine>``; links live only inside those namespaces, so the root
-namespace is never touched. ``down`` removes exactly what ``lab.json`` lists.
+machine; with ``dual_stack`` every machine and pod also gets an IPv6 address and every
+node an IPv6 pod CIDR. It is both a user feature (``podroutes lab``) and the test bed.
+Every namespace is named ``<lab>-<machine>``; links live only inside those namespaces,
+so the root namespace is never touched. ``down`` removes exactly what ``lab.json`` lists.
+The addresses and the inventory texts are values from :mod:`podroutes.labtopology`.
 """
 
 from __future__ import annotations
@@ -18,32 +20,17 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
+from podroutes import labtopology as topology
 from podroutes.errors import LabError
+from podroutes.labtopology import NODE_NETWORK, NODE_NETWORK6, Machine
 
 DEFAULT_ROOT = Path(os.environ.get("PODROUTES_LAB_ROOT", "/run/podroutes/lab"))
 NAME_RE = re.compile(r"\A[a-z][a-z0-9-]{0,23}\Z")
-NODE_NETWORK = IPv4Network("192.168.10.0/24")
-DOMAIN = "kubernetes.local"
 MAX_NODES = 150
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/sshd"
-
-
-@dataclass(frozen=True, slots=True)
-class Machine:
-    """A lab machine: the jumpbox, the server, a node, or a pod (on a node's cni0)."""
-
-    name: str
-    role: str  # jumpbox | server | node | pod
-    address: str
-    pod_cidr: str | None = None
-    node: str | None = None  # a pod's node
-
-    @property
-    def fqdn(self) -> str:
-        return f"{self.name}.{DOMAIN}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +39,11 @@ class LabSpec:
     nodes: int = 2
     pods_per_node: int = 2
     root: str = str(DEFAULT_ROOT)
+    dual_stack: bool = False
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return (4, 6) if self.dual_stack else (4,)
 
     @property
     def directory(self) -> Path:
@@ -66,24 +58,10 @@ class LabSpec:
         return self.namespace("net")
 
     def machines(self) -> list[Machine]:
-        hosts = NODE_NETWORK.network_address
-        out = [Machine("jumpbox", "jumpbox", str(hosts + 10)),
-               Machine("server", "server", str(hosts + 100))]
-        for i in range(self.nodes):
-            out.append(Machine(f"node-{i}", "node", str(hosts + 101 + i),
-                               pod_cidr=f"10.200.{i}.0/24"))
-        return out
+        return topology.machines(self.nodes, self.dual_stack)
 
     def pods(self) -> list[Machine]:
-        out = []
-        for node in self.machines():
-            if node.pod_cidr is None:
-                continue
-            base = IPv4Network(node.pod_cidr).network_address
-            for p in range(self.pods_per_node):
-                out.append(Machine(f"{node.name}-pod-{p}", "pod", str(base + 2 + p),
-                                   node=node.name))
-        return out
+        return topology.pods(self.machines(), self.pods_per_node)
 
     def all_namespaces(self) -> list[str]:
         return [self.segment] + [self.namespace(m.name) for m in self.machines() + self.pods()]
@@ -138,7 +116,7 @@ def load_spec(name: str, root: str = str(DEFAULT_ROOT)) -> LabSpec:
     except FileNotFoundError as exc:
         raise LabError(f"no lab named {name!r} (no {path})") from exc
     return LabSpec(name=data["name"], nodes=data["nodes"], pods_per_node=data["pods_per_node"],
-                   root=data["root"])
+                   root=data["root"], dual_stack=bool(data.get("dual_stack", False)))
 
 
 def up(spec: LabSpec) -> LabSpec:
@@ -165,8 +143,14 @@ def up(spec: LabSpec) -> LabSpec:
 def _build(spec: LabSpec) -> None:
     machines, pods = spec.machines(), spec.pods()
     _ip_batch(None, (f"netns add {ns}" for ns in spec.all_namespaces()))
-    # The node network: a bridge in its own namespace, one veth pair per machine.
-    segment = ["link set lo up", "link add br0 type bridge", "link set br0 up"]
+    for m in machines + pods:  # before any link exists, so every link inherits them
+        if settings := _sysctls(spec, m):
+            _run(["ip", "netns", "exec", spec.namespace(m.name), "sh", "-c", " && ".join(
+                f"echo {value} > /proc/sys/{key}" for key, value in settings.items())])
+    # The node network: a bridge in its own namespace, one veth pair per machine. Without
+    # multicast snooping the bridge floods IPv6 neighbour discovery like IPv4's ARP, so it
+    # never depends on MLD reports sent while a port was still coming up.
+    segment = ["link set lo up", "link add br0 type bridge mcast_snooping 0", "link set br0 up"]
     for m in machines:
         port = f"v-{m.name}"
         segment += [f"link add {port} type veth peer name eth0 netns {spec.namespace(m.name)}",
@@ -175,30 +159,54 @@ def _build(spec: LabSpec) -> None:
     for m in machines:
         lines = ["link set lo up", "link set eth0 up",
                  f"addr add {m.address}/{NODE_NETWORK.prefixlen} dev eth0"]
+        if m.address6 is not None:  # nodad: usable at once, no 1-2 s of "tentative"
+            lines.append(f"addr add {m.address6}/{NODE_NETWORK6.prefixlen} dev eth0 nodad")
         if m.pod_cidr is not None:
             cidr = IPv4Network(m.pod_cidr)
-            lines += ["link add cni0 type bridge",
+            lines += ["link add cni0 type bridge mcast_snooping 0",
                       f"addr add {cidr.network_address + 1}/{cidr.prefixlen} dev cni0",
                       "link set cni0 up"]
+            if m.pod_cidr6 is not None:
+                cidr6 = IPv6Network(m.pod_cidr6)
+                lines.append(f"addr add {cidr6.network_address + 1}/{cidr6.prefixlen} dev cni0 "
+                             "nodad")
             for p in (p for p in pods if p.node == m.name):
                 port = "veth" + p.name.rsplit("-", 1)[1]
                 lines += [f"link add {port} type veth peer name eth0 netns "
                           f"{spec.namespace(p.name)}",
                           f"link set {port} master cni0", f"link set {port} up"]
         _ip_batch(spec.namespace(m.name), lines)
-        if m.role == "node":  # nodes forward pod traffic, as KTHW's nodes do
-            _run(["ip", "netns", "exec", spec.namespace(m.name), "sh", "-c",
-                  "echo 1 > /proc/sys/net/ipv4/ip_forward"])
     for p in pods:
         node = next(m for m in machines if m.name == p.node)
         assert node.pod_cidr is not None
         cidr = IPv4Network(node.pod_cidr)
-        _ip_batch(spec.namespace(p.name), [
-            "link set lo up", "link set eth0 up", f"addr add {p.address}/{cidr.prefixlen} dev eth0",
-            f"route add default via {cidr.network_address + 1}"])
+        lines = ["link set lo up", "link set eth0 up",
+                 f"addr add {p.address}/{cidr.prefixlen} dev eth0",
+                 f"route add default via {cidr.network_address + 1}"]
+        if p.address6 is not None and node.pod_cidr6 is not None:
+            cidr6 = IPv6Network(node.pod_cidr6)
+            lines += [f"addr add {p.address6}/{cidr6.prefixlen} dev eth0 nodad",
+                      f"route add ::/0 via {cidr6.network_address + 1}"]
+        _ip_batch(spec.namespace(p.name), lines)
     _write_files(spec, machines)
     for m in machines:
         _start_sshd(spec, m)
+
+
+def _sysctls(spec: LabSpec, m: Machine) -> dict[str, int]:
+    """Sysctls of a machine's or pod's own namespace (never the root namespace's)."""
+    out = {}
+    if m.role == "node":  # nodes forward pod traffic, as KTHW's nodes do
+        out["net/ipv4/ip_forward"] = 1
+        if spec.dual_stack:
+            out["net/ipv6/conf/all/forwarding"] = 1
+    if spec.dual_stack:
+        # No duplicate address detection on the lab's links: while a link's fe80 address
+        # is tentative (1-2 s after link up) the kernel sends no neighbour solicitation for
+        # forwarded packets, so the first ping after apply would wait for a 1 s retransmit.
+        out["net/ipv6/conf/all/accept_dad"] = 0
+        out["net/ipv6/conf/default/accept_dad"] = 0
+    return out
 
 
 def _keygen(path: Path, comment: str) -> str:
@@ -217,17 +225,15 @@ def _write_files(spec: LabSpec, machines: list[Machine]) -> None:
     known = []
     config = [f"# ssh client config for podroutes lab {spec.name!r}: ssh -F {d}/ssh_config HOST",
               "# Host keys are pinned in the lab's own known_hosts; checking stays on.", ""]
-    machines_txt = [f"# machines.txt for podroutes lab {spec.name!r} (IPV4 FQDN HOSTNAME "
-                    "[POD_SUBNET])"]
     for m in machines:
         host_key = _keygen(d / "hostkeys" / m.name, f"{m.name}@{spec.name}")
-        known.append(f"{m.name},{m.fqdn},{m.address} {' '.join(host_key.split()[:2])}")
+        names = ",".join(x for x in (m.name, m.fqdn, m.address, m.address6) if x)
+        known.append(f"{names} {' '.join(host_key.split()[:2])}")
         config += [f"Host {m.name} {m.fqdn}", f"  HostName {m.address}", ""]
-        if m.role != "jumpbox":
-            machines_txt.append(" ".join(x for x in (m.address, m.fqdn, m.name, m.pod_cidr) if x))
+        listen = [f"ListenAddress {a}" for a in (m.address, m.address6) if a]
         (d / "sshd" / f"{m.name}.conf").write_text("\n".join([
             f"# sshd of lab machine {m.name} (netns {spec.namespace(m.name)})",
-            f"ListenAddress {m.address}", "Port 22",
+            *listen, "Port 22",
             f"HostKey {d}/hostkeys/{m.name}",
             f"PidFile {d}/sshd/{m.name}.pid",
             f"AuthorizedKeysFile {d}/authorized_keys",
@@ -241,7 +247,8 @@ def _write_files(spec: LabSpec, machines: list[Machine]) -> None:
                "  StrictHostKeyChecking yes", "  LogLevel ERROR", ""]
     (d / "known_hosts").write_text("\n".join(known) + "\n")
     (d / "ssh_config").write_text("\n".join(config))
-    (d / "machines.txt").write_text("\n".join(machines_txt) + "\n")
+    (d / "machines.txt").write_text(topology.machines_txt(spec.name, machines, spec.dual_stack))
+    (d / "inventory.yaml").write_text(topology.inventory_yaml(spec.name, machines))
 
 
 def _start_sshd(spec: LabSpec, m: Machine) -> None:
@@ -310,13 +317,15 @@ def status(spec: LabSpec) -> dict[str, object]:
         ns = spec.namespace(m.name)
         entry: dict[str, object] = {"name": m.name, "role": m.role, "address": m.address,
                                     "namespace": ns, "namespace_present": ns in present}
+        if m.address6 is not None:
+            entry["address6"] = m.address6
         if m.role != "pod":
             entry["sshd_pid"] = sshd_pid(spec, m.name)
         machines.append(entry)
     healthy = all(e["namespace_present"] and (e["role"] == "pod" or e["sshd_pid"])
                   for e in machines) and spec.segment in present
     return {"name": spec.name, "directory": str(spec.directory), "healthy": healthy,
-            "machines": machines}
+            "dual_stack": spec.dual_stack, "machines": machines}
 
 
 def namespace_of(spec: LabSpec, machine: str) -> str:

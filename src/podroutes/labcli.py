@@ -13,7 +13,7 @@ from rich.table import Table
 
 from podroutes import lab as labmod
 from podroutes.errors import LabError
-from podroutes.smoke import matrix
+from podroutes.smoke import Ping, matrix
 
 _name = click.option("--name", default="podroutes", show_default=True, help="Lab name.")
 
@@ -36,18 +36,22 @@ def lab() -> None:
 @_name
 @click.option("--nodes", type=int, default=2, show_default=True)
 @click.option("--pods-per-node", type=int, default=2, show_default=True)
-def up_command(name: str, nodes: int, pods_per_node: int) -> None:
+@click.option("--dual-stack", is_flag=True,
+              help="Also IPv6: node addresses fd00:10::N, pod CIDRs fd00:200:I::/64.")
+def up_command(name: str, nodes: int, pods_per_node: int, dual_stack: bool) -> None:
     """Build the lab: jumpbox, server, nodes with cni0 and pods, an sshd per machine."""
     try:
-        spec = labmod.up(labmod.LabSpec(name=name, nodes=nodes, pods_per_node=pods_per_node))
+        spec = labmod.up(labmod.LabSpec(name=name, nodes=nodes, pods_per_node=pods_per_node,
+                                        dual_stack=dual_stack))
     except LabError as exc:
         _fail(exc)
         return
     d = spec.directory
     out = _out()
-    out.print(f"[green]lab {name!r} is up[/]: jumpbox, server, {nodes} nodes, "
-              f"{nodes * pods_per_node} pods, {len(spec.machines())} sshd")
-    out.print(f"  inventory   {d}/machines.txt")
+    out.print(f"[green]lab {name!r} is up[/]{' (dual-stack)' if dual_stack else ''}: jumpbox, "
+              f"server, {nodes} nodes, {nodes * pods_per_node} pods, "
+              f"{len(spec.machines())} sshd")
+    out.print(f"  inventory   {d}/machines.txt  (YAML: {d}/inventory.yaml)")
     out.print(f"  ssh config  {d}/ssh_config  (ssh -F {d}/ssh_config server)")
     out.print(f"  apply from the jumpbox: podroutes lab exec --name {name} jumpbox -- "
               f"podroutes apply -i {d}/machines.txt --ssh-config {d}/ssh_config "
@@ -86,7 +90,8 @@ def status_command(name: str, as_json: bool) -> None:
             ns = "[green]up[/]" if m["namespace_present"] else "[red]missing[/]"
             sshd = "" if m["role"] == "pod" else (
                 f"[green]pid {m['sshd_pid']}[/]" if m["sshd_pid"] else "[red]stopped[/]")
-            table.add_row(m["name"], m["role"], m["address"], ns, sshd)
+            address = ", ".join(a for a in (m["address"], m.get("address6")) if a)
+            table.add_row(m["name"], m["role"], address, ns, sshd)
         _out().print(table)
     sys.exit(0 if state["healthy"] else 1)
 
@@ -113,7 +118,8 @@ def exec_command(name: str, machine: str, command: tuple[str, ...]) -> None:
 @_name
 @click.option("--json", "as_json", is_flag=True)
 def smoke_command(name: str, as_json: bool) -> None:
-    """Ping every pod from every other pod; print the matrix; exit 1 if any pair fails."""
+    """Ping every pod from every other pod (in each family of the lab); print the
+    matrices; exit 1 if any pair fails."""
     try:
         spec = labmod.load_spec(name)
         labmod.require_root()
@@ -123,25 +129,41 @@ def smoke_command(name: str, as_json: bool) -> None:
     results = asyncio.run(matrix(spec))
     failed = [r for r in results if not r.ok]
     if as_json:
-        click.echo(json.dumps({"pairs": len(results), "failed": len(failed), "results": [
-            {"src": r.src.name, "dst": r.dst.name, "dst_address": r.dst.address, "ok": r.ok,
-             "detail": r.detail} for r in results]}, indent=2))
-    else:
-        pods = spec.pods()
-        ok = {(r.src.name, r.dst.name): r.ok for r in results}
-        table = Table(title=f"pod-to-pod ping matrix, lab {name!r} (row pings column)")
-        table.add_column("from \\ to")
-        for p in pods:
-            table.add_column(f"{p.name}\n{p.address}", justify="center")
-        for a in pods:
-            table.add_row(f"{a.name} {a.address}", *(
-                "·" if a is b else ("[green]✓[/]" if ok[(a.name, b.name)] else "[red]✗[/]")
-                for b in pods))
-        out = _out()
-        out.print(table)
-        for r in failed[:10]:
-            out.print(f"  [red]✗[/] {r.src.name} → {r.dst.name} ({r.dst.address}): {r.detail}")
-        verdict = "[green]all pairs reach each other[/]" if not failed else \
-            f"[red]{len(failed)} of {len(results)} pairs failed[/]"
-        out.print(f"smoke: {verdict}")
+        click.echo(json.dumps({
+            "pairs": len(results), "failed": len(failed), "families": list(spec.families),
+            "results": [{"src": r.src.name, "dst": r.dst.name, "family": r.family,
+                         "dst_address": r.dst_address, "ok": r.ok, "detail": r.detail}
+                        for r in results]}, indent=2))
+        sys.exit(1 if failed else 0)
+    out = _out()
+    for family in spec.families:
+        out.print(_matrix_table(spec, name, family, [r for r in results if r.family == family]))
+    for r in failed[:10]:
+        which = f"IPv{r.family} " if spec.dual_stack else ""
+        out.print(f"  [red]✗[/] {which}{r.src.name} → {r.dst.name} ({r.dst_address}): "
+                  f"{r.detail}")
+    if spec.dual_stack:
+        for family in spec.families:
+            bad = sum(1 for r in failed if r.family == family)
+            total = sum(1 for r in results if r.family == family)
+            out.print(f"  IPv{family}: " + ("[green]all pairs pass[/]" if not bad else
+                                            f"[red]{bad} of {total} pairs failed[/]"))
+    verdict = "[green]all pairs reach each other[/]" if not failed else \
+        f"[red]{len(failed)} of {len(results)} pairs failed[/]"
+    out.print(f"smoke: {verdict}")
     sys.exit(1 if failed else 0)
+
+
+def _matrix_table(spec: labmod.LabSpec, name: str, family: int, results: list[Ping]) -> Table:
+    pods = spec.pods()
+    ok = {(r.src.name, r.dst.name): r.ok for r in results}
+    which = f"IPv{family} " if spec.dual_stack else ""
+    table = Table(title=f"pod-to-pod {which}ping matrix, lab {name!r} (row pings column)")
+    table.add_column("from \\ to")
+    for p in pods:
+        table.add_column(f"{p.name}\n{p.address_of(family)}", justify="center")
+    for a in pods:
+        table.add_row(f"{a.name} {a.address_of(family)}", *(
+            "·" if a is b else ("[green]✓[/]" if ok[(a.name, b.name)] else "[red]✗[/]")
+            for b in pods))
+    return table

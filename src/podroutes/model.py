@@ -146,6 +146,13 @@ class Route:
     onlink: bool = False
     #: Gateways of a multipath (ECMP) route; ``gateway`` is then ``None``.
     nexthops: tuple[IPAddress, ...] = ()
+    #: IPv6 router preference (``low``/``medium``/``high``, RFC 4191); ``None`` for IPv4.
+    #: Informational: it does not make two routes different slots.
+    pref: str | None = field(default=None, compare=False)
+    #: Seconds until the kernel deletes the route (RA-learned or ``expires N``); ``None``
+    #: when permanent. Not compared: it counts down between two reads of the same route.
+    #: ``ip route replace`` without ``expires`` makes the route permanent (measured).
+    expires: int | None = field(default=None, compare=False)
 
     @property
     def family(self) -> Family:

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from podroutes import lab as labmod
+from podroutes.inventory import load
 from podroutes.iproute import parse_routes
 from podroutes.model import Family, Route
+from podroutes.plan import plan
 
 
 def unique_name() -> str:
@@ -188,3 +190,13 @@ def lab_ssh_processes(lab: Lab) -> list[int]:
         if cmdline.startswith(b"ssh\0") and marker in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+def install_planned_routes(lab: Lab, protocol: int = 147) -> None:
+    """The planned routes, added by hand as ``apply`` would (``proto 147``), so a test can
+    start from a converged lab without depending on the engine."""
+    inventory = load(lab.machines_txt.read_text(), str(lab.machines_txt))
+    for host, routes in plan(inventory):
+        for r in routes:
+            lab.sh(host.name, "ip", "route", "add", str(r.dst), "via", str(r.gateway),
+                   "proto", str(protocol))

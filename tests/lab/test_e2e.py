@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -200,3 +201,19 @@ def test_host_key_checking_stays_on(lab: Lab) -> None:
     assert "node-1" in applied.stdout
     assert "host key" in applied.stdout.lower()
     assert lab.route("node-1", "10.200.0.0/24") is None
+
+
+def test_local_apply_on_the_host_itself(lab: Lab) -> None:
+    """--local --host NAME: the same engine through this machine's own shell, no SSH."""
+    argv = ["ip", "netns", "exec", lab.ns("node-0"), sys.executable, "-m", "podroutes",
+            "apply", "--local", "--host", "node-0", "-i", str(lab.machines_txt)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1/1 hosts converged" in done.stdout
+    route = lab.route("node-0", "10.200.1.0/24")
+    assert route is not None and route.protocol == PROTO
+    assert lab.route("server", "10.200.0.0/24") is None  # no other host was touched
+    wrong = subprocess.run([*argv[:-5], "--local", "-i", str(lab.machines_txt)],
+                           capture_output=True, text=True, check=False)
+    assert wrong.returncode == 2
+    assert "needs --host NAME" in wrong.stderr

@@ -70,6 +70,40 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "missing-address.yaml": (2, "ipv4", "missing: a host needs an ipv4 or an ipv6 address"),
     "hostname-unicode.yaml": (2, "name", r"'n\u043ede-0' is not an RFC 1123 host name"),
     "scoped-newline.yaml": (4, "ipv6", "has a zone index"),
+    # addresses that cannot be node addresses or pod ranges (IPv6 and dual-stack)
+    "v6-link-local-gateway.txt": (
+        3, "IPV4", "fe80::101 is a link-local address (fe80::/10): other hosts would route "
+        "node-0's pod CIDR fd00:200::/64 via it, and a route via a link-local gateway needs "
+        "its outgoing interface"),
+    "v6-link-local-gateway.yaml": (4, "ipv6", "which the inventory cannot express"),
+    "v6-link-local-server.txt": (
+        1, "IPV4", "fe80::100 is a link-local address (fe80::/10): a node address must be "
+        "reachable from every host without naming an interface"),
+    "loopback-address.txt": (2, "IPV4", "127.0.0.1 is in the loopback range 127.0.0.0/8"),
+    "unspecified-address.yaml": (4, "ipv6", ":: is the unspecified address ::"),
+    "multicast-cidr.yaml": (
+        5, "pod_cidrs", "pod CIDR ff05::/64 is inside the multicast range ff00::/8"),
+    "link-local-cidr.txt": (
+        2, "POD_SUBNET", "pod CIDR 169.254.0.0/24 is inside the link-local range 169.254.0.0/16"),
+    "v6-link-local-cidr.yaml": (
+        4, "pod_cidr", "pod CIDR fe80::/64 is inside the link-local range fe80::/10"),
+    "default-route-cidr.txt": (
+        2, "POD_SUBNET", "pod CIDR 0.0.0.0/0 is the whole IPv4 address space"),
+    "cidr-too-small.txt": (2, "POD_SUBNET", "pod CIDR 10.200.0.0/31 is too small"),
+    "v6-cidr-too-small.yaml": (
+        4, "pod_cidrs", "pod CIDR fd00:200::/127 is too small: it leaves no address for a pod"),
+    "v6-cidr-in-node-64.yaml": (
+        7, "pod_cidrs", "pod CIDR fd00:10::1:0/112 of node-1 lies inside fd00:10::/64, the /64 "
+        "of the node address fd00:10::101 of node-0"),
+    # overlaps across families: IPv4-mapped IPv6
+    "mapped-cidr-overlap.txt": (
+        3, "POD_SUBNET", "pod CIDR ::ffff:10.200.0.0/120 (::ffff:ac8:0/120) is IPv4-mapped "
+        "(::ffff:0:0/96): it is 10.200.0.0/24 written as IPv6, which IPv6 packets never "
+        "carry; it overlaps the IPv4 pod CIDR 10.200.0.0/24 of node-0 (line 2)"),
+    "mapped-address.yaml": (
+        6, "ipv6", "::ffff:192.168.10.101 is an IPv4-mapped address (::ffff:0:0/96) standing "
+        "for 192.168.10.101: IPv6 packets never carry it; it holds the IPv4 node address "
+        "192.168.10.101 of node-0 (line 3)"),
 }
 
 SEED = (

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
 
+from podroutes.diff import RouteState, diff
 from podroutes.errors import ParseError
 from podroutes.iproute import batch_line, parse_routes, read_routes_argv, route_spec, shell_command
-from podroutes.model import MAIN_TABLE, Family, Route
+from podroutes.model import MAIN_TABLE, Family, PlannedRoute, Route
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -227,3 +229,136 @@ def test_shell_command() -> None:
 
 def test_shell_command_quotes_each_word() -> None:
     assert shell_command("route add $(id) via x;y") == "ip route add '$(id)' via 'x;y'"
+
+
+# --- IPv6 capture with ECMP, pref, expires and fe80 gateways ------------------------------
+# tests/data/ip-j-route-v6-extra.json, made by tests/data/capture-ipv6.sh (iproute2 6.1.0).
+
+
+def extra() -> list[Route]:
+    return parse_routes((DATA / "ip-j-route-v6-extra.json").read_text(), Family.V6)
+
+
+def test_v6_extra_capture_parses_every_entry() -> None:
+    routes = extra()
+    assert len(routes) == len(json.loads((DATA / "ip-j-route-v6-extra.json").read_text())) == 14
+    assert all(r.family is Family.V6 and r.table == MAIN_TABLE for r in routes)
+    # every IPv6 route carries a router preference; v6 output has no scope key
+    assert {r.pref for r in routes} == {"low", "medium", "high"}
+
+
+def test_v6_pref_is_read_and_does_not_change_identity() -> None:
+    routes = by_dst(extra())
+    high = routes["fd00:200:2::/64"]
+    assert (high.pref, high.gateway, high.protocol) == ("high", ip_address("fd00:10::102"), 3)
+    assert routes["::/0"].pref == "low"
+    assert routes["fd00:200:1::/64"].pref == "medium"
+    # the same route at another preference is the same kernel slot
+    assert replace(high, pref="low") == high
+
+
+def test_v6_expires_is_read_in_seconds() -> None:
+    routes = by_dst(extra())
+    expiring = routes["fd00:200:3::/64"]
+    assert expiring.expires is not None and 0 < expiring.expires <= 300
+    assert (expiring.gateway, expiring.protocol) == (ip_address("fd00:10::103"), 3)
+    assert expiring.expires < 300  # the capture was taken seconds after `expires 300`
+    assert routes["fd00:200:1::/64"].expires is None  # permanent routes have none
+    # a route read twice a second apart is still the same route
+    assert replace(expiring, expires=expiring.expires - 1) == expiring
+
+
+def test_v6_route_learned_from_router_advertisement() -> None:
+    default = by_dst(extra())["::/0"]
+    assert default.protocol == 9  # "ra"
+    assert default.gateway == ip_address("fe80::1")
+    assert default.dev == "eth0"
+    assert default.expires is not None and 1700 < default.expires <= 1800
+    assert default.pref == "low"
+
+
+def test_v6_fe80_gateway_keeps_its_device() -> None:
+    route = by_dst(extra())["fd00:200:4::/64"]
+    assert route.gateway == ip_address("fe80::1")
+    assert route.gateway.is_link_local
+    assert route.dev == "eth0"  # a link-local gateway means nothing without it
+
+
+def test_v6_ecmp_nexthops_with_global_gateways() -> None:
+    route = by_dst(extra())["fd00:300::/64"]
+    assert route.nexthops == (ip_address("fd00:10::101"), ip_address("fd00:10::102"))
+    assert (route.gateway, route.dev, route.protocol, route.metric) == (None, None, 3, 1024)
+
+
+def test_v6_ecmp_nexthops_with_fe80_gateways_on_two_devices() -> None:
+    route = by_dst(extra())["fd00:301::/64"]
+    assert route.protocol == 147  # the protocol is on the route, not on each nexthop
+    assert route.nexthops == (ip_address("fe80::1"), ip_address("fe80::2"))
+    assert all(hop.is_link_local for hop in route.nexthops)
+    assert route.gateway is None
+
+
+def test_v6_one_fe80_route_per_interface() -> None:
+    link_local = [r for r in extra() if str(r.dst) == "fe80::/64"]
+    assert sorted(r.dev or "" for r in link_local) == ["eth0", "eth3", "eth4"]
+    assert {(r.protocol, r.metric) for r in link_local} == {(2, 256)}
+
+
+def test_v6_unreachable_route() -> None:
+    route = by_dst(extra())["fd00:666::/48"]
+    assert (route.type, route.dev, route.gateway) == ("unreachable", "lo", None)
+
+
+def test_diff_on_the_v6_capture() -> None:
+    """What apply would do to the captured table, for a plan of four routes."""
+    desired = [
+        PlannedRoute(ip_network("fd00:200:1::/64"), ip_address("fd00:10::101"), "node-1"),
+        PlannedRoute(ip_network("fd00:200:2::/64"), ip_address("fd00:10::102"), "node-2"),
+        PlannedRoute(ip_network("fd00:200:3::/64"), ip_address("fd00:10::103"), "node-3"),
+        PlannedRoute(ip_network("fd00:200:4::/64"), ip_address("fd00:10::104"), "node-4"),
+    ]
+    result = diff(desired, extra(), 147)
+    states = {str(s.dst): s.state for s in result.statuses}
+    assert states["fd00:200:1::/64"] is RouteState.IN_SYNC
+    assert states["fd00:200:2::/64"] is RouteState.UNOWNED  # pref high, same gateway
+    assert states["fd00:200:3::/64"] is RouteState.UNOWNED  # expiring: adopted, then permanent
+    assert states["fd00:200:4::/64"] is RouteState.CONFLICT  # foreign, via fe80::1
+    assert states["fd00:301::/64"] is RouteState.STALE  # our ECMP route, not in the plan
+    assert [c.batch_line() for c in result.changes] == [
+        "route replace fd00:200:2::/64 via fd00:10::102 proto 147 metric 1024",
+        "route replace fd00:200:3::/64 via fd00:10::103 proto 147 metric 1024",
+        "route del fd00:301::/64 proto 147 metric 1024",
+    ]
+    # kernel and RA routes, the foreign ECMP route and the unreachable route are left alone
+    assert all(str(c.dst) in {"fd00:200:2::/64", "fd00:200:3::/64", "fd00:301::/64"}
+               for c in result.changes)
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", 1.5])
+def test_bad_expires_is_a_parse_error(value: object) -> None:
+    with pytest.raises(ParseError, match="bad expiry"):
+        parse_routes(json.dumps([{"dst": "fd00::/64", "expires": value}]), Family.V6)
+
+
+def test_expires_with_a_unit_is_read() -> None:
+    [route] = parse_routes(json.dumps([{"dst": "fd00::/64", "expires": "296sec"}]), Family.V6)
+    assert route.expires == 296
+
+
+def test_v6_direct_routes_are_link_scope_like_ipv4_ones() -> None:
+    """ip -j -6 prints no scope (the kernel says "universe" for every IPv6 route); a
+    device route without a gateway is on-link, which IPv4 calls scope link."""
+    scopes = {(str(r.dst), r.dev): r.scope for r in extra()}
+    assert scopes[("fd00:10::/64", "eth0")] == "link"
+    assert scopes[("fd00:20::/64", "eth1")] == "link"  # linkdown, still a direct route
+    assert {scopes[("fe80::/64", d)] for d in ("eth0", "eth3", "eth4")} == {"link"}
+    for dst in ("fd00:200:1::/64", "fd00:200:4::/64", "fd00:300::/64", "fd00:301::/64",
+                "fd00:666::/48", "::/0"):
+        assert by_dst(extra())[dst].scope == "global", dst
+    assert by_dst(captured(Family.V6))["fd00:10::/64"].scope == "link"
+    # a printed scope always wins, in either family
+    [v4] = parse_routes(entry(dev="eth0"), Family.V4)
+    assert v4.scope == "global"
+    [v6] = parse_routes(json.dumps([{"dst": "fd00::/64", "dev": "eth0", "scope": "host"}]),
+                        Family.V6)
+    assert v6.scope == "host"

@@ -1,0 +1,127 @@
+"""Doctor's fact parsers on real captured output (tests/data/doctor/capture.sh) and on
+systemd-networkd files as systemd and netplan write them."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_interface, ip_network
+from pathlib import Path
+
+from podroutes.facts import (
+    FACT_COMMANDS,
+    FactKind,
+    Output,
+    parse_addr,
+    parse_facts,
+    parse_neigh,
+    parse_networkd,
+    parse_sysctls,
+)
+from podroutes.model import Family
+
+DATA = Path(__file__).parent.parent / "data" / "doctor"
+
+
+def test_sysctl_capture() -> None:
+    values = parse_sysctls((DATA / "sysctl.txt").read_text())
+    assert values["net.ipv4.ip_forward"] == 1
+    assert values["net.ipv4.conf.eth0.rp_filter"] == 2
+    assert values["net.ipv6.conf.all.forwarding"] == 0
+    assert values["net.bridge.bridge-nf-call-iptables"] == 1
+
+
+def test_sysctl_names_of_vlan_interfaces_keep_their_dots() -> None:
+    assert parse_sysctls("net.ipv4.conf.eth0/100.rp_filter = 1\ngarbage\n") == {
+        "net.ipv4.conf.eth0.100.rp_filter": 1}
+
+
+def test_effective_rp_filter_is_the_max_of_all_and_the_interface() -> None:
+    facts = parse_facts({FactKind.SYSCTL: Output(0, (DATA / "sysctl.txt").read_text())})
+    assert facts.rp_filter("eth0") == 2 and facts.rp_filter("cni0") == 0
+    assert facts.br_netfilter
+    strict = parse_facts({FactKind.SYSCTL: Output(0, "net.ipv4.conf.all.rp_filter = 1\n"
+                                                      "net.ipv4.conf.eth0.rp_filter = 0\n")})
+    assert strict.rp_filter("eth0") == 1 and not strict.br_netfilter
+
+
+def test_addr_capture() -> None:
+    links = {i.name: i for i in parse_addr((DATA / "ip-j-addr.json").read_text())}
+    assert set(links) == {"lo", "eth0", "cni0", "veth0", "pod0"}
+    assert links["eth0"].addresses[0] == ip_interface("192.168.10.101/24")
+    assert links["eth0"].mtu == 1500 and links["eth0"].up
+    assert ip_interface("10.200.0.1/24") in links["cni0"].addresses
+    assert links["veth0"].master == "cni0"
+    assert not links["pod0"].up
+
+
+def test_neigh_capture() -> None:
+    entries = {str(n.address): n for n in parse_neigh((DATA / "ip-j-neigh.json").read_text())}
+    assert entries["192.168.10.103"].states == ("FAILED",)
+    assert entries["192.168.10.102"].states == ("REACHABLE",)
+    assert entries["192.168.10.102"].dev == "eth0"
+
+
+NETWORKD = """active
+==> /etc/systemd/networkd.conf <==
+[Network]
+#ManageForeignRoutes=yes
+==> /run/systemd/netif/links/2 <==
+# This is private data. Do not parse.
+ADMIN_STATE=configured
+OPER_STATE=routable
+NETWORK_FILE=/run/systemd/network/10-netplan-eth0.network
+==> /run/systemd/netif/links/1 <==
+ADMIN_STATE=unmanaged
+==> /run/systemd/network/10-netplan-eth0.network <==
+[Match]
+Name=eth0
+
+[Network]
+Address=192.168.10.101/24
+
+[Route]
+Destination=10.200.1.0/24
+Gateway=192.168.10.102
+
+[Route]
+Gateway=192.168.10.1
+Destination=0.0.0.0/0
+"""
+
+
+def test_networkd_state_routes_and_default_manage_foreign_routes() -> None:
+    nd = parse_networkd(NETWORKD)
+    assert nd.active and nd.manage_foreign_routes  # commented out: the default, yes
+    assert nd.managed == {2: "/run/systemd/network/10-netplan-eth0.network"}
+    assert nd.persisted["/run/systemd/network/10-netplan-eth0.network"] == (
+        (ip_network("10.200.1.0/24"), ip_address("192.168.10.102")),
+        (ip_network("0.0.0.0/0"), ip_address("192.168.10.1")))
+
+
+def test_networkd_drop_in_wins_over_the_main_file() -> None:
+    text = NETWORKD + ("==> /etc/systemd/networkd.conf.d/50-podroutes.conf <==\n"
+                       "[Network]\nManageForeignRoutes=no\n")
+    assert not parse_networkd(text).manage_foreign_routes
+    assert not parse_networkd("inactive\n").active
+
+
+def test_parse_facts_records_what_could_not_be_read() -> None:
+    facts = parse_facts({
+        FactKind.NFT: Output(127, "", "sh: 1: nft: not found\n"),
+        FactKind.IPTABLES4: Output(0, (DATA / "iptables-save-docker.txt").read_text()),
+        FactKind.ROUTE4: Output(0, '[{"dst":"10.200.1.0/24","gateway":"192.168.10.102",'
+                                   '"dev":"eth0","protocol":"147","flags":[]}]'),
+        FactKind.ROUTE6: Output(1, "", "RTNETLINK answers: Operation not supported\n"),
+    })
+    assert facts.nft is None
+    assert facts.unreadable[FactKind.NFT] == "sh: 1: nft: not found"
+    assert FactKind.ROUTE6 in facts.unreadable
+    assert Family.V4 in facts.iptables and Family.V6 not in facts.iptables
+    assert [(str(r.dst), r.protocol) for r in facts.routes] == [("10.200.1.0/24", 147)]
+
+
+def test_every_fact_command_is_a_plain_argv() -> None:
+    assert set(FACT_COMMANDS) == set(FactKind)
+    for argv in FACT_COMMANDS.values():
+        assert all(isinstance(word, str) and word for word in argv)
+    # the only script is a constant: nothing of the inventory or the host is in it
+    assert FACT_COMMANDS[FactKind.NETWORKD][:2] == ("sh", "-c")

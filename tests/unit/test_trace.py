@@ -1,0 +1,271 @@
+"""The trace simulator against hand-computed paths: delivered, no route, a loop built with
+two wrong gateways, the default route out of the cluster, a blackhole, dual-stack; input
+resolution; the --live comparison with the kernel's answers; the drawing."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+import pytest
+
+from podroutes.errors import UsageError
+from podroutes.inventory import load
+from podroutes.model import Route
+from podroutes.plan import RoutePlan, plan
+from podroutes.trace import (
+    EndpointKind,
+    Hop,
+    Network,
+    Outcome,
+    Trace,
+    compare,
+    kernel_query,
+    observed_network,
+    parse_route_get,
+    planned_network,
+    resolve,
+    simulate,
+)
+from podroutes.tracedraw import draw, route_text, trace_json
+
+MACHINES = """\
+192.168.10.100 server.kubernetes.local server
+192.168.10.101 node-0.kubernetes.local node-0 10.200.0.0/24
+192.168.10.102 node-1.kubernetes.local node-1 10.200.1.0/24
+"""
+DUAL = """hosts:
+  - {name: server, ipv4: 192.168.10.100, ipv6: 'fd00:10::100'}
+  - {name: node-0, ipv4: 192.168.10.101, ipv6: 'fd00:10::101',
+     pod_cidrs: [10.200.0.0/24, 'fd00:200::/64']}
+  - {name: node-1, ipv4: 192.168.10.102, ipv6: 'fd00:10::102',
+     pod_cidrs: [10.200.1.0/24, 'fd00:200:1::/64']}
+"""
+ADDRESSES = {"server": "192.168.10.100", "node-0": "192.168.10.101",
+             "node-1": "192.168.10.102"}
+
+
+@pytest.fixture
+def kthw() -> RoutePlan:
+    return plan(load(MACHINES, "machines.txt"))
+
+
+def run(network: Network, src: str, dst: str) -> Trace:
+    return simulate(network, *resolve(network, src, dst))
+
+
+def path(trace: Trace) -> list[tuple[str, str | None]]:
+    """(host, matched route as ip prints it) per hop."""
+    return [(h.host, route_text(h.route) if h.route else None) for h in trace.hops]
+
+
+def r(dst: str, via: str | None = None, dev: str = "eth0", proto: int = 147,
+      **kw: Any) -> Route:
+    return Route(dst=ip_network(dst), gateway=ip_address(via) if via else None, dev=dev,
+                 protocol=proto, **kw)
+
+
+CONNECTED = r("192.168.10.0/24", proto=2, scope="link")
+
+
+def observed(route_plan: RoutePlan, tables: dict[str, list[Route]]) -> Network:
+    local = {h.name: {a: "eth0" for a in h.addresses} | {
+        c.network_address + 1: "cni0" for c in h.pod_cidrs} for h in route_plan.inventory}
+    own = {h.name: [r(str(c), dev="cni0", proto=2, scope="link") for c in h.pod_cidrs]
+           for h in route_plan.inventory}
+    return observed_network(route_plan, {n: [CONNECTED, *own[n], *t] for n, t in tables.items()},
+                            local)
+
+
+# --- the planned tables -------------------------------------------------------------------
+
+
+def test_pod_to_pod_across_nodes_is_delivered(kthw: RoutePlan) -> None:
+    t = run(planned_network(kthw, 147), "10.200.0.2", "10.200.1.2")
+    assert t.outcome is Outcome.DELIVERED
+    assert (t.src.kind, t.src.host, t.dst.kind, t.dst.host) == (
+        EndpointKind.POD, "node-0", EndpointKind.POD, "node-1")
+    assert path(t) == [
+        ("node-0", "10.200.1.0/24 via 192.168.10.102 dev eth0 proto 147"),
+        ("node-1", "10.200.1.0/24 dev cni0 proto kernel")]
+    assert [h.arrived_on for h in t.hops] == ["cni0", "eth0"]
+    assert t.hops[0].next_host == "node-1"
+
+
+def test_pod_to_pod_on_one_node_stays_on_the_bridge(kthw: RoutePlan) -> None:
+    t = run(planned_network(kthw, 147), "10.200.0.2", "10.200.0.3")
+    assert (t.outcome, path(t)) == (Outcome.DELIVERED,
+                                    [("node-0", "10.200.0.0/24 dev cni0 proto kernel")])
+
+
+def test_server_to_pod_and_pod_to_server(kthw: RoutePlan) -> None:
+    network = planned_network(kthw, 147)
+    t = run(network, "server", "10.200.1.7")
+    assert t.outcome is Outcome.DELIVERED and t.hops[0].arrived_on is None
+    assert path(t)[0] == ("server", "10.200.1.0/24 via 192.168.10.102 dev eth0 proto 147")
+    back = run(network, "10.200.1.7", "192.168.10.100")
+    assert back.outcome is Outcome.DELIVERED
+    assert path(back) == [("node-1", "192.168.10.0/24 dev eth0 proto kernel"),
+                          ("server", None)]
+    assert back.hops[1].note == "192.168.10.100 is local"
+
+
+# --- observed tables: the failures --------------------------------------------------------
+
+
+def test_no_route(kthw: RoutePlan) -> None:
+    network = observed(kthw, {"server": [], "node-0": [],
+                              "node-1": [r("10.200.0.0/24", "192.168.10.101")]})
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert (t.outcome, path(t)) == (Outcome.NO_ROUTE, [("node-0", None)])
+    assert "node-0 has no route to 10.200.1.2" in t.reason
+
+
+def test_loop_built_with_two_wrong_gateways(kthw: RoutePlan) -> None:
+    network = observed(kthw, {
+        "node-0": [r("10.200.1.0/24", "192.168.10.100")],  # wrong: via the server
+        "server": [r("10.200.1.0/24", "192.168.10.101")],  # wrong: back via node-0
+        "node-1": [r("10.200.0.0/24", "192.168.10.101")]})
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert t.outcome is Outcome.LOOPED
+    assert t.loop == ("node-0", "server", "node-0")
+    assert [h.host for h in t.hops] == ["node-0", "server"]
+    assert "node-0 → server → node-0" in t.reason
+
+
+def test_default_route_sends_it_out_of_the_cluster(kthw: RoutePlan) -> None:
+    network = observed(kthw, {"server": [], "node-1": [],
+                              "node-0": [r("0.0.0.0/0", "192.168.10.1", proto=16)]})
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert t.outcome is Outcome.LEFT_CLUSTER
+    assert path(t) == [("node-0", "default via 192.168.10.1 dev eth0 proto dhcp")]
+    assert "by the default route via 192.168.10.1 dev eth0" in t.reason
+
+
+def test_longest_prefix_wins_over_the_default_route(kthw: RoutePlan) -> None:
+    network = observed(kthw, {"server": [], "node-1": [], "node-0": [
+        r("0.0.0.0/0", "192.168.10.1"), r("10.200.0.0/16", "192.168.10.100"),
+        r("10.200.1.0/24", "192.168.10.102", metric=200),
+        r("10.200.1.0/24", "192.168.10.100", metric=100)]})  # lower metric wins the tie
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert t.hops[0].route == r("10.200.1.0/24", "192.168.10.100", metric=100)
+
+
+def test_blackhole(kthw: RoutePlan) -> None:
+    network = observed(kthw, {"server": [], "node-1": [], "node-0": [
+        Route(dst=ip_network("10.200.1.0/24"), type="blackhole", protocol=3)]})
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert t.outcome is Outcome.BLACKHOLE and "blackhole 10.200.1.0/24" in t.reason
+
+
+# --- dual-stack ---------------------------------------------------------------------------
+
+
+def test_dual_stack_each_family_takes_its_own_routes() -> None:
+    network = planned_network(plan(load(DUAL, "dual.yaml")), 147)
+    v6 = run(network, "fd00:200::5", "fd00:200:1::9")
+    assert v6.outcome is Outcome.DELIVERED
+    assert path(v6) == [("node-0", "fd00:200:1::/64 via fd00:10::102 dev eth0 proto 147"),
+                        ("node-1", "fd00:200:1::/64 dev cni0 proto kernel")]
+    v4 = run(network, "10.200.0.5", "10.200.1.9")
+    assert path(v4)[0] == ("node-0", "10.200.1.0/24 via 192.168.10.102 dev eth0 proto 147")
+    # a host name takes the family of the other end
+    to_server = run(network, "fd00:200:1::9", "server")
+    assert to_server.dst.address == ip_address("fd00:10::100")
+    assert to_server.outcome is Outcome.DELIVERED
+    with pytest.raises(UsageError, match="IPv4 but fd00:200:1::9 is IPv6"):
+        resolve(network, "10.200.0.5", "fd00:200:1::9")
+
+
+# --- input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("src", "dst", "message"), [
+    ("10.9.9.9", "node-1", "10.9.9.9 is in no pod CIDR (10.200.0.0/24, 10.200.1.0/24)"),
+    ("node-7", "node-1", "'node-7' is neither an IP address nor a host of the inventory"),
+    ("10.200.0.2", "10.200.1.0", "10.200.1.0 is the network address of 10.200.1.0/24"),
+])
+def test_bad_input_is_a_usage_error(kthw: RoutePlan, src: str, dst: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve(planned_network(kthw, 147), src, dst)
+
+
+def test_node_ip_and_host_name_are_the_same_endpoint(kthw: RoutePlan) -> None:
+    network = planned_network(kthw, 147)
+    assert resolve(network, "node-1", "server") == resolve(network, "192.168.10.102",
+                                                          "192.168.10.100")
+
+
+# --- --live -------------------------------------------------------------------------------
+
+# Captured from `ip -j route get` (iproute2 6.1.0) in throwaway namespaces.
+FORWARDED = ('[{"dst":"10.200.1.5","from":"10.200.0.2","gateway":"192.168.10.102",'
+             '"dev":"eth0","flags":[],"cache":[],"iif":"cni0"}]')
+LOCAL = ('[{"type":"local","dst":"192.168.10.101","dev":"lo","prefsrc":"192.168.10.101",'
+         '"flags":[],"uid":0,"cache":["local"]}]')
+
+
+def test_kernel_answers_are_parsed() -> None:
+    answer = parse_route_get(0, FORWARDED, "")
+    assert (answer.gateway, answer.dev, answer.local) == (
+        ip_address("192.168.10.102"), "eth0", False)
+    assert parse_route_get(0, LOCAL, "").local
+    off = parse_route_get(2, "", "RTNETLINK answers: No route to host\n")
+    assert off.error == "No route to host"
+
+
+def test_kernel_queries_ask_as_forwarded_traffic(kthw: RoutePlan) -> None:
+    t = run(planned_network(kthw, 147), "10.200.0.2", "10.200.1.5")
+    assert kernel_query(t.hops[0], t) == ("ip", "-j", "route", "get", "10.200.1.5", "from",
+                                          "10.200.0.2", "iif", "cni0")
+    node = run(planned_network(kthw, 147), "server", "10.200.1.5")
+    assert kernel_query(node.hops[0], node) == ("ip", "-j", "route", "get", "10.200.1.5",
+                                                "from", "192.168.10.100")
+    with pytest.raises(ValueError):
+        kernel_query(Hop("node-1", "eth0; reboot", None), t)
+
+
+def test_kernel_agreement_and_disagreement(kthw: RoutePlan) -> None:
+    t = run(planned_network(kthw, 147), "10.200.0.2", "10.200.1.5")
+    first, last = t.hops
+    assert compare(first, parse_route_get(0, FORWARDED, "")) is None
+    # forwarding off: the kernel refuses what the table alone would do
+    off = compare(first, parse_route_get(2, "", "RTNETLINK answers: No route to host\n"))
+    assert off is not None and off.host == "node-0"
+    assert off.expected == "via 192.168.10.102 dev eth0"
+    assert str(off.kernel) == "error: No route to host"
+    assert compare(last, parse_route_get(0, '[{"dst":"10.200.1.5","dev":"cni0"}]', "")) is None
+    wrong = parse_route_get(0, '[{"dst":"10.200.1.5","gateway":"192.168.10.100",'
+                               '"dev":"eth0"}]', "")
+    assert compare(first, wrong) is not None
+
+
+# --- drawing ------------------------------------------------------------------------------
+
+
+def test_the_journey_is_drawn_as_boxes_per_host(kthw: RoutePlan) -> None:
+    t = run(planned_network(kthw, 147), "10.200.0.2", "10.200.1.2")
+    text = draw(t, ADDRESSES)
+    lines = text.splitlines()
+    assert lines[0] == ("pod 10.200.0.2 (on node-0) → pod 10.200.1.2 (on node-1), through "
+                        "the planned tables")
+    assert any(line.startswith("┌─ node-0  192.168.10.101 ─") for line in lines)
+    assert "│ match: 10.200.1.0/24 via 192.168.10.102 dev eth0 proto 147" in text
+    assert "│ out:   eth0 → 192.168.10.102 (node-1)" in text
+    assert "│ match: 10.200.1.0/24 dev cni0 proto kernel" in text
+    assert lines[-1] == "✓ delivered: node-1 hands it to pod 10.200.1.2 on cni0"
+    boxes = [line for line in lines if line.startswith(("┌", "│", "└"))]
+    for box_line in boxes:  # every box is closed on the right
+        assert box_line.endswith(("┐", "│", "┘"))
+    data = trace_json(t)
+    assert data["outcome"] == "delivered" and [h["host"] for h in data["hops"]] == [
+        "node-0", "node-1"]
+
+
+def test_a_loop_is_drawn_back_to_where_it_started(kthw: RoutePlan) -> None:
+    network = observed(kthw, {"node-0": [r("10.200.1.0/24", "192.168.10.100")],
+                              "server": [r("10.200.1.0/24", "192.168.10.101")],
+                              "node-1": []})
+    text = draw(run(network, "10.200.0.2", "10.200.1.2"), ADDRESSES)
+    assert "  back to node-0 ↻" in text
+    assert "↻ looped: the packet returns to node-0: node-0 → server → node-0" in text
