@@ -12,6 +12,7 @@ host's own pod CIDR are judged.
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
@@ -58,6 +59,37 @@ def check_forwarding(ctx: HostContext) -> list[Finding]:
             f"the fix with '{key} = 1' in /etc/sysctl.d/)",
             [("sysctl", "-w", f"{key}=1")], FixClass.SAFE))
     return out
+
+
+_RA = 9  # iproute2's "ra": a route learned from a router advertisement
+
+
+def check_accept_ra(ctx: HostContext) -> list[Finding]:
+    """A forwarding IPv6 host ignores router advertisements unless ``accept_ra=2``; a node
+    whose IPv6 routes came from RAs loses them (and its default route) as they expire."""
+    if ctx.host.pod_cidr(Family.V6) is None:
+        return []
+    if ctx.facts.sysctl(_FORWARDING[Family.V6]) != 1:
+        return []  # forwarding off is its own finding; RAs are still accepted then
+    node = ctx.node_interface(Family.V6)
+    if node is None:
+        return []
+    key = f"net.ipv6.conf.{node.name}.accept_ra"
+    if key not in ctx.facts.sysctls or ctx.facts.sysctl(key) == 2:
+        return []
+    learned = [r for r in ctx.facts.routes
+               if r.family is Family.V6 and r.protocol == _RA and r.dev == node.name]
+    if not learned:
+        return []  # the node does not rely on router advertisements
+    shown = ", ".join(str(r.dst) + (f" via {r.gateway}" if r.gateway else "")
+                      for r in learned[:3])
+    return [Finding(
+        FindingKind.ACCEPT_RA, ctx.host.name, f"{key} is {ctx.facts.sysctl(key)}",
+        f"IPv6 forwarding is on, and a forwarding host ignores router advertisements "
+        f"unless accept_ra=2: the RA-learned routes on {node.name} ({shown}) will expire "
+        f"and not come back, and {ctx.host.name} loses its IPv6 routes to the outside "
+        f"(persist the fix with '{key} = 2' in /etc/sysctl.d/)",
+        (shlex.join(("sysctl", "-w", f"{key}=2")),))]
 
 
 def check_rp_filter(ctx: HostContext) -> list[Finding]:
@@ -275,8 +307,8 @@ def check_mtu(contexts: Sequence[HostContext]) -> list[Finding]:
 
 
 HOST_CHECKS: tuple[Callable[[HostContext], list[Finding]], ...] = (
-    check_forwarding, check_firewall, check_rp_filter, check_routes, check_own_cidr_clash,
-    check_bridge, check_gateways, check_networkd)
+    check_forwarding, check_accept_ra, check_firewall, check_rp_filter, check_routes,
+    check_own_cidr_clash, check_bridge, check_gateways, check_networkd)
 
 
 def contexts(route_plan: RoutePlan, facts: Mapping[str, HostFacts], protocol: int,

@@ -26,7 +26,8 @@ IPInterface = IPv4Interface | IPv6Interface
 
 #: The sysctls doctor reads, as one ``sysctl -r`` pattern (interface names vary).
 SYSCTL_PATTERN = (r"^net\.(ipv4\.ip_forward|ipv4\.conf\.[^.]+\.rp_filter"
-                  r"|ipv6\.conf\.all\.forwarding|bridge\.bridge-nf-call-ip6?tables)$")
+                  r"|ipv6\.conf\.all\.forwarding|ipv6\.conf\.[^.]+\.accept_ra"
+                  r"|bridge\.bridge-nf-call-ip6?tables)$")
 
 #: A constant script (no value is interpolated into it): is systemd-networkd running in
 #: this host's network namespace, and the files that say what it manages and how.

@@ -20,6 +20,7 @@ class FindingKind(enum.StrEnum):
     """Every known cause of "pods cannot reach each other", in the order doctor reports."""
 
     FORWARDING_OFF = "forwarding-off"
+    ACCEPT_RA = "accept-ra"
     IPTABLES_FORWARD_DROP = "iptables-forward-drop"
     NFT_FORWARD_DROP = "nft-forward-drop"
     BR_NETFILTER = "br-netfilter"

@@ -444,3 +444,38 @@ def test_findings_come_in_inventory_order_then_kind(cluster: World) -> None:
 def test_a_host_whose_facts_were_not_read_is_skipped(cluster: World) -> None:
     del cluster[1]["node-1"]
     assert findings(cluster) == []
+
+
+# --- IPv6 router advertisements on a forwarding node --------------------------------------
+
+
+def _ra_world(accept_ra: int, with_ra_routes: bool = True) -> World:
+    inventory = load(DUAL, "dual.yaml")
+    world = (plan(inventory), healthy(inventory))
+    sysctls(world, "node-0", **{"net__ipv6__conf__eth0__accept_ra": accept_ra})
+    if with_ra_routes:
+        change(world, "node-0", routes=(*routes(world, "node-0"), Route(
+            dst=ip_network("::/0"), gateway=ip_address("fe80::1"), dev="eth0", protocol=9,
+            metric=1024, expires=1700)))
+    return world
+
+
+def test_accept_ra_1_on_a_forwarding_node_that_relies_on_ras() -> None:
+    f = only(_ra_world(accept_ra=1))
+    assert (f.kind, f.host, f.fix_class) == (K.ACCEPT_RA, "node-0", FixClass.MANUAL)
+    assert f.fix == ("sysctl -w net.ipv6.conf.eth0.accept_ra=2",)
+    assert "::/0 via fe80::1" in f.why and "accept_ra=2" in f.why
+
+
+@pytest.mark.parametrize(("accept_ra", "with_ra_routes"), [(2, True), (1, False), (0, False)])
+def test_no_accept_ra_finding_when_ras_are_accepted_or_not_relied_on(
+    accept_ra: int, with_ra_routes: bool
+) -> None:
+    assert findings(_ra_world(accept_ra, with_ra_routes)) == []
+
+
+def test_accept_ra_is_read_from_sysctl() -> None:
+    import re
+
+    from podroutes.facts import SYSCTL_PATTERN
+    assert re.match(SYSCTL_PATTERN, "net.ipv6.conf.eth0.accept_ra")
