@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -30,8 +31,17 @@ from podroutes.cliopts import (
 )
 from podroutes.engine import HostState, run_hosts
 from podroutes.model import SshTargetKind
+from podroutes.persistdetect import Manager
+from podroutes.persistio import read_persistence
+from podroutes.persistplan import HostPersistence
 from podroutes.plan import RoutePlan, plan
-from podroutes.report import outcome_json, print_apply, print_status
+from podroutes.report import (
+    outcome_json,
+    persistence_json,
+    print_apply,
+    print_persistence,
+    print_status,
+)
 from podroutes.transport import SshTransport
 
 
@@ -49,21 +59,50 @@ def main(debug: bool) -> None:
 @click.option("--ssh-user", default="root", show_default=True, help="For --format script.")
 @click.option("--ssh-target", type=click.Choice([k.value for k in SshTargetKind]),
               default="hostname", show_default=True, help="For --format script.")
+@click.option("--full", is_flag=True, help="Table: one row per route even for huge plans.")
 @handle_errors
 def plan_command(inventory: str, protocol: int, as_json: bool, fmt: str, ssh_user: str,
-                 ssh_target: str) -> None:
+                 ssh_target: str, full: bool) -> None:
     """Validate the inventory and print each host's desired routes."""
     check_protocol(protocol)
     route_plan = plan(read_inventory(inventory))
     if as_json or fmt == "json":
-        click.echo(render.to_json(render.plan_json(route_plan, protocol)))
+        write_chunks(render.iter_plan_json(route_plan, protocol))
     elif fmt == "script":
         transport = SshTransport(user=ssh_user, target_kind=SshTargetKind(ssh_target))
-        click.echo(render.plan_script(route_plan, protocol, transport.target, ssh_user), nl=False)
+        write_chunks(render.iter_plan_script(route_plan, protocol, transport.target, ssh_user))
     elif fmt == "batch":
-        click.echo(render.plan_batch(route_plan, protocol), nl=False)
-    else:
+        write_chunks(render.iter_plan_batch(route_plan, protocol))
+    elif full or route_plan.route_count() <= TABLE_ROUTE_LIMIT:
         print_plan_table(route_plan)
+    else:
+        print_plan_summary(route_plan)
+
+
+#: Above this many routes, ``plan`` prints one row per host instead of one per route.
+TABLE_ROUTE_LIMIT = 2000
+
+
+def write_chunks(chunks: Iterable[str]) -> None:
+    """Stream a rendering to stdout, so a huge plan is never held whole in memory."""
+    for chunk in chunks:
+        sys.stdout.write(chunk)
+    sys.stdout.flush()
+
+
+def print_plan_summary(route_plan: RoutePlan) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Pod network routes for {route_plan.inventory.source} (per host)")
+    for column in ("host", "address", "pod CIDRs", "routes"):
+        table.add_column(column, justify="right" if column == "routes" else "left")
+    for host, addresses, cidrs, count in render.plan_summary_rows(route_plan):
+        table.add_row(host, addresses, cidrs, str(count))
+    out = console()
+    out.print(table)
+    out.print(f"{len(route_plan.inventory)} hosts, {route_plan.route_count()} routes "
+              f"(more than {TABLE_ROUTE_LIMIT}: one row per host; --full lists every route, "
+              "--format batch|json|script streams them)")
 
 
 def print_plan_table(route_plan: RoutePlan) -> None:
@@ -118,37 +157,63 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
 @main.command("status")
 @inventory_options
 @ssh_options
+@click.option("--check-persist", is_flag=True,
+              help="Also read each host's network manager configuration and report routes "
+                   "applied but not persisted, and persisted but not applied (drift, 3).")
+@click.option("--persist-format", type=click.Choice(["auto", *(m.value for m in Manager)]),
+              default="auto", show_default=True,
+              help="With --check-persist: the manager to read (as persist --format).")
 @handle_errors
-def status_command(inventory: str, protocol: int, as_json: bool, **opts: Any) -> None:
+def status_command(inventory: str, protocol: int, as_json: bool, check_persist: bool,
+                   persist_format: str, **opts: Any) -> None:
     """Show desired against actual routes on every host."""
     check_protocol(protocol)
     inv = read_inventory(inventory)
     transport = make_transport(opts, inv)
     states: dict[str, HostState] = {}
+    only = local_hosts(opts, inv)
+    persistence: dict[str, HostPersistence] | None = None
     try:
         outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,
                                          parallel=opts["parallel"], timeout=opts["timeout"],
-                                         states=states, only=local_hosts(opts, inv)))
+                                         states=states, only=only))
+        if check_persist:  # a second connection per host: the engine reads routes only
+            forced = None if persist_format == "auto" else Manager(persist_format)
+            persistence = asyncio.run(read_persistence(
+                transport, plan(inv), forced=forced, parallel=opts["parallel"],
+                timeout=opts["timeout"], only=only))
     except KeyboardInterrupt:
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)
     if as_json:
-        click.echo(json.dumps({"hosts": [outcome_json(o) for o in outcomes]}, indent=2))
+        hosts = [outcome_json(o) for o in outcomes]
+        if persistence is not None:
+            for host in hosts:
+                host["persistence"] = persistence_json(persistence[host["host"]])
+        click.echo(json.dumps({"hosts": hosts}, indent=2))
     else:
         print_status(console(), outcomes)
-    if any(o.error for o in outcomes):
+        if persistence is not None:
+            print_persistence(console(), list(persistence.values()))
+    unpersisted = persistence is not None and not all(p.in_sync for p in persistence.values())
+    if any(o.error for o in outcomes) or any(p.error for p in (persistence or {}).values()):
         sys.exit(ExitStatus.FAILED)
-    sys.exit(ExitStatus.OK if all(o.converged for o in outcomes) else ExitStatus.DRIFT)
+    converged = all(o.converged for o in outcomes) and not unpersisted
+    sys.exit(ExitStatus.OK if converged else ExitStatus.DRIFT)
 
 
 def _register_commands() -> None:
     """Command groups that live in their own CLI modules."""
+    from podroutes.agentcli import agent_command
     from podroutes.diagcli import doctor_command, trace_command
     from podroutes.labcli import lab
+    from podroutes.persistcli import persist_command
 
     main.add_command(lab)
+    main.add_command(persist_command)
     main.add_command(doctor_command)
     main.add_command(trace_command)
+    main.add_command(agent_command)
 
 
 _register_commands()

@@ -38,20 +38,26 @@ class RoutePlan:
         for host in self.inventory.hosts:
             yield host, self.routes_for(host)
 
-    def route_count(self) -> int:
-        """How many routes the plan holds in all, counted without building them."""
+    def counts_per_host(self) -> dict[str, int]:
+        """How many routes each host gets, counted without building them."""
         per_family = {
             f: sum(1 for h in self.inventory.hosts if h.pod_cidr(f) and h.address(f))
             for f in Family
         }
-        total = 0
+        counts = {}
         for host in self.inventory.hosts:
+            total = 0
             for family in Family:
                 if host.address(family) is None:
                     continue
                 owns = host.pod_cidr(family) is not None
                 total += per_family[family] - (1 if owns else 0)
-        return total
+            counts[host.name] = total
+        return counts
+
+    def route_count(self) -> int:
+        """How many routes the plan holds in all, counted without building them."""
+        return sum(self.counts_per_host().values())
 
 
 def plan(inventory: Inventory) -> RoutePlan:

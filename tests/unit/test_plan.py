@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -248,3 +249,24 @@ def test_cli_rejects_a_reserved_protocol(protocol: str) -> None:
 def test_cli_unknown_format_is_a_usage_error() -> None:
     code, _ = invoke("--format", "yaml")
     assert code == 2
+
+
+def test_huge_plans_print_one_row_per_host_and_stream_json(tmp_path: Path) -> None:
+    """Above TABLE_ROUTE_LIMIT routes the table is a per-host summary (nothing quadratic
+    is built); --full lists every route; JSON streams one host at a time and parses."""
+    from podroutes.cli import TABLE_ROUTE_LIMIT
+
+    n = 60  # 60 nodes: 60*59 = 3540 routes > TABLE_ROUTE_LIMIT
+    lines = [f"172.16.0.{i + 2} node-{i}.k8s.local node-{i} 10.0.{i}.0/24" for i in range(n)]
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n")
+    assert n * (n - 1) > TABLE_ROUTE_LIMIT
+    summary = CliRunner().invoke(main, ["plan", "-i", str(path)])
+    assert summary.exit_code == 0
+    assert "one row per host" in summary.output and "3540 routes" in summary.output
+    assert "(node-1)" not in summary.output  # no per-route rows (gateway column)
+    full = CliRunner().invoke(main, ["plan", "-i", str(path), "--full"])
+    assert "172.16.0.3 (node-1)" in full.output
+    streamed = CliRunner().invoke(main, ["plan", "-i", str(path), "--format", "json"])
+    data = json.loads(streamed.output)
+    assert data == render.plan_json(plan(load(path.read_text(), str(path))), 147)
