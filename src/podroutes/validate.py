@@ -156,17 +156,31 @@ def _check_contains_node(
 
 def _special(value: IPAddress | IPNetwork) -> tuple[str, str] | None:
     """How ``value`` touches the first special range it touches ("is", "is in", "is
-    inside", "overlaps") and that range described with why; ``None`` if it touches none."""
-    for network, label, why in SPECIAL_RANGES[Family.of(value)]:
-        single = network.num_addresses == 1
+    inside", "overlaps") and that range described with why; ``None`` if it touches none.
+
+    Compared as integer intervals (this runs for every address and CIDR of the
+    inventory); the message is only built for a hit."""
+    if isinstance(value, IPv4Address | IPv6Address):
+        low = high = int(value)
+    else:
+        low, high = int(value.network_address), int(value.broadcast_address)
+    for start, end, (network, label, why) in _SPECIAL_INTERVALS[Family.of(value)]:
+        if low > end or high < start:
+            continue
+        single = start == end
         what = f"{label} {network.network_address if single else network} ({why})"
         if isinstance(value, IPv4Address | IPv6Address):
-            if value in network:
-                return ("is" if single else "is in"), what
-        elif value.overlaps(network):
-            inside = value.subnet_of(network)  # type: ignore[arg-type]
-            return ("is" if value == network else "is inside" if inside else "overlaps"), what
+            return ("is" if single else "is in"), what
+        inside = start <= low and high <= end
+        return ("is" if value == network else "is inside" if inside else "overlaps"), what
     return None
+
+
+_SPECIAL_INTERVALS = {
+    family: [(int(n.network_address), int(n.broadcast_address), (n, label, why))
+             for n, label, why in ranges]
+    for family, ranges in SPECIAL_RANGES.items()
+}
 
 
 def _check_addresses(host: Host) -> list[Problem]:
