@@ -6,7 +6,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 APT_PACKAGES=(python3 python3-venv python3-pip openssh-server openssh-client iproute2
-              iputils-ping iptables nftables procps util-linux)
+              iputils-ping iptables nftables procps util-linux
+              systemd dbus ifupdown netplan.io)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
@@ -24,6 +25,22 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${PODROUTES_APT_ALWAYS:-0}" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+# nmcli, to validate NetworkManager keyfiles offline (nmcli --offline): unpacked from the
+# Debian packages, never installed (installing network-manager would start NetworkManager,
+# which would take over this machine's own interfaces).
+NM_OFFLINE="$REPO/.venv/nm-offline"
+if [ ! -x "$NM_OFFLINE/usr/bin/nmcli" ]; then
+  say "unpacking nmcli (network-manager, libnm0) into $NM_OFFLINE; not installing it"
+  nm_tmp="$(mktemp -d)"
+  if ! (cd "$nm_tmp" && apt-get download -qq network-manager libnm0 2>/dev/null); then
+    apt-get update -qq
+    (cd "$nm_tmp" && apt-get download -qq network-manager libnm0 2>/dev/null)
+  fi
+  mkdir -p "$NM_OFFLINE"
+  for deb in "$nm_tmp"/*.deb; do dpkg-deb -x "$deb" "$NM_OFFLINE"; done
+  rm -rf "$nm_tmp"
 fi
 
 PY="${PODROUTES_PYTHON:-python3}"

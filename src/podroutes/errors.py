@@ -66,3 +66,8 @@ class ParseError(PodroutesError, ValueError):
 
 class LabError(PodroutesError, RuntimeError):
     """The lab could not be built, inspected or torn down."""
+
+
+class PersistError(PodroutesError, ValueError):
+    """A host's routes cannot be persisted as asked: no manager found, a manager too old,
+    a configuration podroutes must not edit. Says what to do instead."""

@@ -23,8 +23,10 @@ from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
+from podroutes import labmachine
 from podroutes import labtopology as topology
 from podroutes.errors import LabError
+from podroutes.labseed import MANAGERS
 from podroutes.labtopology import NODE_NETWORK, NODE_NETWORK6, Machine
 
 DEFAULT_ROOT = Path(os.environ.get("PODROUTES_LAB_ROOT", "/run/podroutes/lab"))
@@ -40,6 +42,9 @@ class LabSpec:
     pods_per_node: int = 2
     root: str = str(DEFAULT_ROOT)
     dual_stack: bool = False
+    #: The network manager whose base configuration each machine starts with (``None``:
+    #: none); networkd and netplan also run systemd-networkd in every machine.
+    manager: str | None = None
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -75,6 +80,8 @@ def validate_spec(spec: LabSpec) -> None:
         raise LabError(f"--nodes {spec.nodes}: must be 1-{MAX_NODES}")
     if not 1 <= spec.pods_per_node <= 200:
         raise LabError(f"--pods-per-node {spec.pods_per_node}: must be 1-200")
+    if spec.manager is not None and spec.manager not in MANAGERS:
+        raise LabError(f"--manager {spec.manager}: one of {', '.join(MANAGERS)}")
 
 
 def _run(argv: Sequence[str], input: str | None = None) -> str:
@@ -116,7 +123,8 @@ def load_spec(name: str, root: str = str(DEFAULT_ROOT)) -> LabSpec:
     except FileNotFoundError as exc:
         raise LabError(f"no lab named {name!r} (no {path})") from exc
     return LabSpec(name=data["name"], nodes=data["nodes"], pods_per_node=data["pods_per_node"],
-                   root=data["root"], dual_stack=bool(data.get("dual_stack", False)))
+                   root=data["root"], dual_stack=bool(data.get("dual_stack", False)),
+                   manager=data.get("manager"))
 
 
 def up(spec: LabSpec) -> LabSpec:
@@ -158,7 +166,7 @@ def _build(spec: LabSpec) -> None:
     _ip_batch(spec.segment, segment)
     for m in machines:
         lines = ["link set lo up", "link set eth0 up",
-                 f"addr add {m.address}/{NODE_NETWORK.prefixlen} dev eth0"]
+                 f"addr add {m.address}/{NODE_NETWORK.prefixlen} brd + dev eth0"]
         if m.address6 is not None:  # nodad: usable at once, no 1-2 s of "tentative"
             lines.append(f"addr add {m.address6}/{NODE_NETWORK6.prefixlen} dev eth0 nodad")
         if m.pod_cidr is not None:
@@ -188,9 +196,16 @@ def _build(spec: LabSpec) -> None:
             lines += [f"addr add {p.address6}/{cidr6.prefixlen} dev eth0 nodad",
                       f"route add ::/0 via {cidr6.network_address + 1}"]
         _ip_batch(spec.namespace(p.name), lines)
+    labmachine.prepare(spec)
+    for m in machines:  # each machine's own /etc and /run (a mount namespace)
+        labmachine.create(spec, m, spec.manager)
     _write_files(spec, machines)
     for m in machines:
         _start_sshd(spec, m)
+    if spec.manager in ("networkd", "netplan"):
+        for m in machines:
+            labmachine.start_networkd(spec, m.name, generate=spec.manager == "netplan")
+        labmachine.wait_configured(spec, [m.name for m in machines])
 
 
 def _sysctls(spec: LabSpec, m: Machine) -> dict[str, int]:
@@ -240,6 +255,13 @@ def _write_files(spec: LabSpec, machines: list[Machine]) -> None:
             "PermitRootLogin prohibit-password", "PasswordAuthentication no",
             "KbdInteractiveAuthentication no", "UsePAM no", "PrintMotd no",
             "AcceptEnv LANG LC_*", "MaxStartups 200:30:400", "MaxSessions 50",
+            # Lab machines share this machine's CPU, so per-connection costs of the host
+            # it runs on would swamp every figure: SHLVL=1 makes bash skip ~/.bashrc
+            # (here it runs `pyenv init`, ~135 ms a connection), and the lab's sshd
+            # offers only X25519 key exchange (sntrup761 costs ~90 ms of CPU on each
+            # side). Every tool compared on the lab gets the same server.
+            "SetEnv SHLVL=1",
+            "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org",
             "LogLevel VERBOSE", "",
         ]))
     config += ["Host *", "  User root", f"  IdentityFile {d}/id_ed25519", "  IdentitiesOnly yes",
@@ -254,8 +276,8 @@ def _write_files(spec: LabSpec, machines: list[Machine]) -> None:
 def _start_sshd(spec: LabSpec, m: Machine) -> None:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd refuses to start without it
     d = spec.directory
-    _run(["ip", "netns", "exec", spec.namespace(m.name), SSHD, "-f", f"{d}/sshd/{m.name}.conf",
-          "-E", f"{d}/sshd/{m.name}.log"])
+    _run(labmachine.machine_argv(spec, m.name, [SSHD, "-f", f"{d}/sshd/{m.name}.conf",
+                                                "-E", f"{d}/sshd/{m.name}.log"]))
     pid_file = d / "sshd" / f"{m.name}.pid"
     deadline = time.monotonic() + 10
     while not pid_file.exists():
@@ -297,6 +319,7 @@ def down(spec: LabSpec) -> list[str]:
     require_root()
     for m in spec.machines():
         stop_sshd(spec, m.name)
+    labmachine.destroy(spec, [m.name for m in spec.machines()])
     present = existing_namespaces()
     planned = spec.all_namespaces()
     try:
@@ -321,11 +344,13 @@ def status(spec: LabSpec) -> dict[str, object]:
             entry["address6"] = m.address6
         if m.role != "pod":
             entry["sshd_pid"] = sshd_pid(spec, m.name)
+            if spec.manager in ("networkd", "netplan"):
+                entry["networkd_pid"] = labmachine.manager_pid(spec, m.name)
         machines.append(entry)
     healthy = all(e["namespace_present"] and (e["role"] == "pod" or e["sshd_pid"])
                   for e in machines) and spec.segment in present
     return {"name": spec.name, "directory": str(spec.directory), "healthy": healthy,
-            "dual_stack": spec.dual_stack, "machines": machines}
+            "dual_stack": spec.dual_stack, "manager": spec.manager, "machines": machines}
 
 
 def namespace_of(spec: LabSpec, machine: str) -> str:
@@ -334,6 +359,22 @@ def namespace_of(spec: LabSpec, machine: str) -> str:
         raise LabError(f"lab {spec.name!r} has no machine {machine!r} "
                        f"(machines: {', '.join(sorted(names))})")
     return spec.namespace(machine)
+
+
+def exec_argv(spec: LabSpec, machine: str, command: Sequence[str],
+              cwd: str | None = None) -> list[str]:
+    """Run ``command`` in a lab machine as its sshd's sessions do (its network and mount
+    namespaces: its own /etc and /run), or in a pod's network namespace. ``cwd`` is kept
+    as the working directory where the machine sees it (not in its private /run)."""
+    ns = namespace_of(spec, machine)
+    if machine in {m.name for m in spec.machines()} and \
+            labmachine.mount_file(spec, machine).exists():
+        argv = labmachine.machine_argv(spec, machine, command)
+        if cwd is not None and (not cwd.startswith("/run/") or
+                                cwd.startswith(str(spec.directory))):
+            argv.insert(1, f"--wd={cwd}")
+        return argv
+    return ["ip", "netns", "exec", ns, *command]
 
 
 def pods(spec: LabSpec) -> list[Machine]:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from podroutes import lab as labmod
 from podroutes.errors import LabError
+from podroutes.labseed import MANAGERS
 from podroutes.smoke import Ping, matrix
 
 _name = click.option("--name", default="podroutes", show_default=True, help="Lab name.")
@@ -38,17 +39,22 @@ def lab() -> None:
 @click.option("--pods-per-node", type=int, default=2, show_default=True)
 @click.option("--dual-stack", is_flag=True,
               help="Also IPv6: node addresses fd00:10::N, pod CIDRs fd00:200:I::/64.")
-def up_command(name: str, nodes: int, pods_per_node: int, dual_stack: bool) -> None:
+@click.option("--manager", type=click.Choice(MANAGERS),
+              help="Seed every machine's own /etc with this network manager's base config "
+                   "for eth0 (networkd and netplan also run systemd-networkd in it).")
+def up_command(name: str, nodes: int, pods_per_node: int, dual_stack: bool,
+               manager: str | None) -> None:
     """Build the lab: jumpbox, server, nodes with cni0 and pods, an sshd per machine."""
     try:
         spec = labmod.up(labmod.LabSpec(name=name, nodes=nodes, pods_per_node=pods_per_node,
-                                        dual_stack=dual_stack))
+                                        dual_stack=dual_stack, manager=manager))
     except LabError as exc:
         _fail(exc)
         return
     d = spec.directory
     out = _out()
-    out.print(f"[green]lab {name!r} is up[/]{' (dual-stack)' if dual_stack else ''}: jumpbox, "
+    extra = (" (dual-stack)" if dual_stack else "") + (f" ({manager})" if manager else "")
+    out.print(f"[green]lab {name!r} is up[/]{extra}: jumpbox, "
               f"server, {nodes} nodes, {nodes * pods_per_node} pods, "
               f"{len(spec.machines())} sshd")
     out.print(f"  inventory   {d}/machines.txt  (YAML: {d}/inventory.yaml)")
@@ -102,16 +108,15 @@ def status_command(name: str, as_json: bool) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_command(name: str, machine: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside a lab machine (e.g. the jumpbox): lab exec jumpbox -- CMD."""
+    if command[0] == "podroutes":  # the same podroutes as this one, venv or not
+        command = (sys.executable, "-m", "podroutes", *command[1:])
     try:
-        ns = labmod.namespace_of(labmod.load_spec(name), machine)
+        argv = labmod.exec_argv(labmod.load_spec(name), machine, command, os.getcwd())
     except LabError as exc:
         _fail(exc)
         return
-    argv = ["ip", "netns", "exec", ns, *command]
-    if command[0] == "podroutes":  # the same podroutes as this one, venv or not
-        argv[4:5] = [sys.executable, "-m", "podroutes"]
     sys.stdout.flush()
-    os.execvp("ip", argv)
+    os.execvp(argv[0], argv)
 
 
 @lab.command("smoke")

@@ -6,6 +6,7 @@ while a user's own lab exists, and the lab is torn down by name even when the te
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -94,6 +95,15 @@ class Lab:
     def sshd_log(self, machine: str) -> str:
         path = self.dir / "sshd" / f"{machine}.log"
         return path.read_text() if path.exists() else ""
+
+    def msh(self, machine: str, *argv: str, check: bool = True) -> str:
+        """Run a command in the machine as its ssh sessions see it: its own network
+        namespace and its own mount namespace (its /etc, /run)."""
+        done = subprocess.run(labmod.exec_argv(self.spec, machine, argv), capture_output=True,
+                              text=True, timeout=60, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{machine}: {argv} failed: {done.stderr}")
+        return done.stdout
 
 
 def make_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
@@ -200,3 +210,84 @@ def install_planned_routes(lab: Lab, protocol: int = 147) -> None:
         for r in routes:
             lab.sh(host.name, "ip", "route", "add", str(r.dst), "via", str(r.gateway),
                    "proto", str(protocol))
+
+
+# --- helpers for the persist tests -------------------------------------------------------
+
+CLUSTER = ("server", "node-0", "node-1")
+#: The network configuration of the real machine, which no lab machine may ever change.
+REAL_ETC = ("/etc/network", "/etc/systemd/network", "/etc/systemd/networkd.conf.d",
+            "/etc/netplan", "/etc/NetworkManager", "/etc/podroutes")
+
+
+def make_managed_lab(manager: str, dual_stack: bool = False) -> labmod.LabSpec:
+    return labmod.up(labmod.LabSpec(name=unique_name(), nodes=2, pods_per_node=1,
+                                    dual_stack=dual_stack, manager=manager))
+
+
+def real_etc_digest() -> str:
+    """Names, modes, link targets and contents of the real network configuration."""
+    digest = hashlib.sha256()
+    for top in REAL_ETC:
+        for path in sorted([Path(top), *Path(top).rglob("*")] if Path(top).exists() else []):
+            info = path.lstat()
+            digest.update(f"{path} {info.st_mode:o}\n".encode())
+            if path.is_symlink():
+                digest.update(os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def root_netns_state() -> str:
+    """The root network namespace's links, addresses, routes and rules (expiry timers
+    removed: they count down on their own)."""
+    parts = []
+    for argv in (["ip", "-j", "addr"], ["ip", "-j", "-4", "route", "show", "table", "all"],
+                 ["ip", "-j", "-6", "route", "show", "table", "all"], ["ip", "-j", "rule"]):
+        data = json.loads(subprocess.run(argv, capture_output=True, text=True,
+                                         check=True).stdout or "[]")
+        for entry in data:
+            entry.pop("expires", None)
+            for info in entry.get("addr_info", ()):
+                info.pop("valid_life_time", None)
+                info.pop("preferred_life_time", None)
+        parts.append(json.dumps(data, sort_keys=True))
+    return "\n".join(parts)
+
+
+def lab_mounts(lab: Lab) -> list[str]:
+    """Mount points in this (the host's) mount namespace that belong to the lab."""
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if str(lab.dir) in line.split()[4]]
+
+
+#: Step 2 of a simulated reboot: the routes and addresses go, the link goes down, and the
+#: runtime state a reboot clears (/run) is cleared.
+FLUSH = """
+ip -4 route flush proto 147; ip -6 route flush proto 147
+ip -4 route flush proto static; ip -6 route flush proto static
+ip addr flush dev eth0 scope global
+ip link set eth0 down
+rm -rf /run/systemd/netif /run/systemd/network /run/network/ifstate*
+"""
+
+
+def simulate_reboot(lab: Lab, manager: str, machines: Sequence[str] = CLUSTER) -> None:
+    """Flush the routes, bounce the link, and bring the interface back through the
+    manager itself, in each machine's own namespaces."""
+    from podroutes import labmachine
+
+    for m in machines:
+        if manager in ("networkd", "netplan"):
+            labmachine.stop_networkd(lab.spec, m)
+        lab.msh(m, "sh", "-c", FLUSH)
+        assert not [r for r in lab.routes(m) if r.protocol in (147, 4)]
+        assert "state DOWN" in lab.msh(m, "ip", "link", "show", "eth0")
+    for m in machines:
+        if manager == "ifupdown":
+            lab.msh(m, "ifup", "-a")  # what networking.service runs at boot
+        else:
+            labmachine.start_networkd(lab.spec, m, generate=manager == "netplan")
+    if manager in ("networkd", "netplan"):
+        labmachine.wait_configured(lab.spec, machines)

@@ -278,7 +278,9 @@ def test_a_hanging_host_times_out_alone(lab: Lab) -> None:
 
 
 def test_remote_without_ip_in_path(lab: Lab) -> None:
-    restart_sshd(lab, "node-1", ["SetEnv PATH=/nonexistent"])
+    conf = lab.dir / "sshd" / "node-1.conf"  # sshd takes the first SetEnv: extend it
+    conf.write_text(conf.read_text().replace("SetEnv SHLVL=1", "SetEnv SHLVL=1 PATH=/nonexistent"))
+    restart_sshd(lab, "node-1", [])
     hosts = _apply_with_one_bad_host(lab)
     assert "`ip` (iproute2) is not in the remote PATH" in hosts["node-1"]["error"]
 

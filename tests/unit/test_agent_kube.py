@@ -1,0 +1,193 @@
+"""The agent's Kubernetes side against an API server test double: kmock's
+KubernetesEmulator (the ``kmock`` pytest fixture from PyPI ``kmock``) on 127.0.0.1.
+
+No root: Nodes go in and out through the emulator's HTTP API; the reflector lists and
+watches them with lightkube exactly as it would a real API server; condition patches and
+Events are checked in the emulator's stored objects and request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from lightkube import AsyncClient
+from lightkube.resources.core_v1 import Node
+
+from podroutes.agent.conditions import Condition, condition_patch, event_body
+from podroutes.agent.kube import KubeCluster, load_config
+from podroutes.agent.nodes import ClusterView
+from podroutes.errors import TransportError, UsageError
+
+pytestmark = pytest.mark.asyncio
+
+
+def node(name: str, address: str, cidr: str | None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": "uid-" + name},
+            "spec": {"podCIDRs": [cidr]} if cidr else {},
+            "status": {"addresses": [{"type": "InternalIP", "address": address}]}}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.views: list[tuple[ClusterView, str]] = []
+        self.errors: list[tuple[str, str]] = []
+        self.changed = asyncio.Event()
+
+    def publish(self, view: ClusterView, reason: str) -> None:
+        self.views.append((view, reason))
+        self.changed.set()
+
+    def error(self, stage: str, message: str) -> None:
+        self.errors.append((stage, message))
+        self.changed.set()
+
+    async def next(self) -> None:
+        await asyncio.wait_for(self.changed.wait(), timeout=10)
+        self.changed.clear()
+
+    def hosts(self) -> list[str]:
+        return [h.name for h in self.views[-1][0].inventory]
+
+
+@pytest.fixture
+def kubeconfig(kmock: kmock.KubernetesEmulator, tmp_path: Path) -> Path:
+    kmock.resources["v1/nodes"] = kmock.ResourceInfo(kind="Node", namespaced=False)
+    kmock.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True)
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url)}}],
+        "users": [{"name": "agent", "user": {"token": "test"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "kmock", "user": "agent"}}]}))
+    return path
+
+
+async def test_the_reflector_publishes_changes_that_matter_only(
+        kmock: kmock.KubernetesEmulator, kubeconfig: Path) -> None:
+    admin = AsyncClient(load_config(str(kubeconfig)))
+    await admin.create(Node.from_dict(node("node-0", "192.168.10.101", "10.200.0.0/24")))
+    cluster = KubeCluster(AsyncClient(load_config(str(kubeconfig))), "node-0")
+    sink = Recorder()
+    task = asyncio.create_task(cluster.run(sink))
+    try:
+        await sink.next()
+        assert sink.views[-1][1] == "listed 1 nodes" and sink.hosts() == ["node-0"]
+
+        await admin.create(Node.from_dict(node("node-1", "192.168.10.102", "10.200.1.0/24")))
+        await sink.next()
+        assert sink.views[-1][1] == "node node-1 added"
+        assert sink.hosts() == ["node-0", "node-1"]
+
+        # A heartbeat-like status change: no new desired state.
+        await admin.patch(Node, "node-1", {"status": {"conditions": [
+            {"type": "Ready", "status": "True"}]}})
+        await admin.delete(Node, "node-1")
+        await sink.next()
+        assert [r for _, r in sink.views[1:]] == ["node node-1 added", "node node-1 deleted"]
+        assert sink.hosts() == ["node-0"]
+        assert cluster.node_uid() == "uid-node-0"
+    finally:
+        task.cancel()
+        await admin.close()
+        await cluster.close()
+
+
+async def test_an_expired_watch_lists_again(
+        kmock: kmock.KubernetesEmulator, kubeconfig: Path) -> None:
+    kmock[kmock.action.WATCH, kmock.resource("v1/nodes")][:1] << 410
+    admin = AsyncClient(load_config(str(kubeconfig)))
+    await admin.create(Node.from_dict(node("node-0", "192.168.10.101", "10.200.0.0/24")))
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    cluster = KubeCluster(AsyncClient(load_config(str(kubeconfig))), "node-0", sleep=no_wait)
+    sink = Recorder()
+    task = asyncio.create_task(cluster.run(sink))
+    try:
+        for _ in range(3):
+            await sink.next()
+            if len(sink.views) >= 2:
+                break
+        assert [r for _, r in sink.views[:2]] == ["listed 1 nodes", "listed 1 nodes"]
+        assert sink.errors and "410" in sink.errors[0][1]
+        lists = [r for r in kmock if r.method == "GET" and "watch" not in str(r.url)]
+        assert len(lists) >= 2
+    finally:
+        task.cancel()
+        await admin.close()
+        await cluster.close()
+
+
+async def test_condition_patch_and_event_reach_the_api_server(
+        kmock: kmock.KubernetesEmulator, kubeconfig: Path) -> None:
+    admin = AsyncClient(load_config(str(kubeconfig)))
+    await admin.create(Node.from_dict(node("node-0", "192.168.10.101", "10.200.0.0/24")))
+    cluster = KubeCluster(AsyncClient(load_config(str(kubeconfig))), "node-0")
+    try:
+        wanted = Condition("False", "RouteCreated", "routes installed")
+        patch = condition_patch(wanted, None, 0)
+        assert patch is not None
+        await cluster.patch_condition(patch, wanted)
+        [stored] = kmock.objects["v1/nodes", None, "node-0"]["status"]["conditions"]
+        assert {k: stored[k] for k in ("type", "status", "reason", "message")} == {
+            "type": "NetworkUnavailable", "status": "False", "reason": "RouteCreated",
+            "message": "routes installed"}
+        [patched] = [r for r in kmock if r.method == "PATCH"]
+        assert patched.url.path == "/api/v1/nodes/node-0/status"
+        assert patched.headers["Content-Type"] == "application/strategic-merge-patch+json"
+        assert cluster.current_condition() == wanted  # before the watch shows it
+
+        await cluster.create_event(event_body("node-0", "uid-node-0", "RoutesConflict",
+                                              "10.200.1.0/24 held", 1.0))
+        [posted] = [r for r in kmock if r.method == "POST" and "events" in str(r.url)]
+        assert posted.url.path == "/api/v1/namespaces/default/events"
+        assert posted.data["involvedObject"]["name"] == "node-0"
+    finally:
+        await admin.close()
+        await cluster.close()
+
+
+async def test_api_failures_become_transport_errors(
+        kmock: kmock.KubernetesEmulator, kubeconfig: Path) -> None:
+    cluster = KubeCluster(AsyncClient(load_config(str(kubeconfig))), "no-such-node")
+    try:
+        wanted = Condition("False", "RouteCreated", "m")
+        with pytest.raises(TransportError, match="nodes/no-such-node/status"):
+            await cluster.patch_condition({"status": {}}, wanted)
+    finally:
+        await cluster.close()
+
+
+async def test_a_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot load the Kubernetes configuration"):
+        load_config(str(tmp_path / "nope"))
+
+
+async def test_a_silent_watch_is_presumed_dead_and_lists_again(
+        kmock: kmock.KubernetesEmulator, kubeconfig: Path) -> None:
+    admin = AsyncClient(load_config(str(kubeconfig)))
+    await admin.create(Node.from_dict(node("node-0", "192.168.10.101", "10.200.0.0/24")))
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    cluster = KubeCluster(AsyncClient(load_config(str(kubeconfig))), "node-0", sleep=no_wait,
+                          silence=0.3)
+    sink = Recorder()
+    task = asyncio.create_task(cluster.run(sink))
+    try:
+        while len(sink.views) < 2:
+            await sink.next()
+        assert [r for _, r in sink.views[:2]] == ["listed 1 nodes", "listed 1 nodes"]
+        assert sink.errors[0] == ("kubernetes", "no Node event for 0.3s; listing again")
+    finally:
+        task.cancel()
+        await admin.close()
+        await cluster.close()

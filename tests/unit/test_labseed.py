@@ -1,0 +1,58 @@
+"""The base configurations ``lab up --manager`` seeds into each machine's own /etc."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from podroutes.labmachine import MOUNT_SCRIPT
+from podroutes.labseed import MANAGERS, PRIVATE_ETC, connection_uuid, seed
+from podroutes.labtopology import machines
+from podroutes.persistfacts import ini_sections
+
+V4 = machines(2)[2]  # node-0
+DS = machines(2, dual_stack=True)[2]
+
+
+def test_every_private_directory_is_a_fresh_mount_in_each_machine() -> None:
+    for directory in PRIVATE_ETC:
+        assert directory in MOUNT_SCRIPT
+    assert "--move" in MOUNT_SCRIPT and "lowerdir=/etc" in MOUNT_SCRIPT
+
+
+def test_networkd_seed_configures_both_families_of_eth0() -> None:
+    (path, (text, mode)), = seed("networkd", DS, "lab").files.items()
+    assert path == "/etc/systemd/network/10-eth0.network" and mode == 0o644
+    sections = dict(ini_sections(text)[1:])
+    assert ("Name", "eth0") in sections["Match"]
+    assert ("Address", "192.168.10.101/24") in sections["Network"]
+    assert ("Address", "fd00:10::101/64") in sections["Network"]
+
+
+def test_netplan_seed_is_private_and_valid_yaml() -> None:
+    (path, (text, mode)), = seed("netplan", V4, "lab").files.items()
+    assert path == "/etc/netplan/50-cloud-init.yaml" and mode == 0o600
+    eth0 = yaml.safe_load(text)["network"]["ethernets"]["eth0"]
+    assert eth0["addresses"] == ["192.168.10.101/24"]
+
+
+def test_ifupdown_seed_sources_interfaces_d_before_its_own_stanza() -> None:
+    s = seed("ifupdown", DS, "lab")
+    text = s.files["/etc/network/interfaces"][0]
+    assert text.index("source /etc/network/interfaces.d/*") < text.index("iface eth0 inet ")
+    assert "iface eth0 inet6 static" in text and "/etc/network/if-up.d" in s.directories
+
+
+def test_nm_seed_binds_a_stable_connection_to_eth0() -> None:
+    (path, (text, mode)), = seed("nm", V4, "lab").files.items()
+    assert path.endswith("/eth0.nmconnection") and mode == 0o600
+    connection = dict(ini_sections(text)[1][1])
+    assert connection["interface-name"] == "eth0"
+    assert connection["uuid"] == connection_uuid("lab", "node-0") != connection_uuid("x", "node-0")
+
+
+def test_no_manager_seeds_nothing_and_an_unknown_one_is_refused() -> None:
+    assert seed(None, V4, "lab").files == {}
+    assert set(MANAGERS) == {"networkd", "netplan", "ifupdown", "nm"}
+    with pytest.raises(ValueError, match="unknown network manager"):
+        seed("wicked", V4, "lab")
