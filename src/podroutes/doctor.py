@@ -16,6 +16,7 @@ import shlex
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+from podroutes.addresses import choose_gateway_address, unfit_reason
 from podroutes.diff import Action, RouteState, diff
 from podroutes.facts import FactKind, HostFacts
 from podroutes.findings import Finding, FindingKind, FixClass, HostContext, runnable
@@ -90,6 +91,29 @@ def check_accept_ra(ctx: HostContext) -> list[Finding]:
         f"and not come back, and {ctx.host.name} loses its IPv6 routes to the outside "
         f"(persist the fix with '{key} = 2' in /etc/sysctl.d/)",
         (shlex.join(("sysctl", "-w", f"{key}=2")),))]
+
+
+def check_node_addresses(ctx: HostContext) -> list[Finding]:
+    """The inventory address of a host is the gateway every other host routes its pods
+    via: it must not be a temporary (privacy) or deprecated address, which change or go
+    away (flannel#2293). Says which stable address to use instead, and why."""
+    out = []
+    for address in ctx.host.addresses:
+        found = next((a for a in ctx.facts.addresses if a.address == address), None)
+        if found is None or (why := unfit_reason(found)) is None:
+            continue
+        choice = choose_gateway_address(ctx.facts.addresses, found.ifname,
+                                        Family.of(address))
+        instead = (f"use {choice.gateway} instead ({choice.reason})" if choice.gateway
+                   else f"give {found.ifname} a stable address ({choice.reason})")
+        out.append(Finding(
+            FindingKind.UNSTABLE_NODE_ADDRESS, ctx.host.name,
+            f"the inventory address {address} is {why}",
+            f"every other host routes {ctx.host.name}'s pods via {address}; when it "
+            f"changes or expires, those routes point at nothing: {instead}",
+            (f"# edit the inventory: {ctx.host.name}'s address"
+             + (f" -> {choice.gateway}" if choice.gateway else ""),)))
+    return out
 
 
 def check_rp_filter(ctx: HostContext) -> list[Finding]:
@@ -307,7 +331,8 @@ def check_mtu(contexts: Sequence[HostContext]) -> list[Finding]:
 
 
 HOST_CHECKS: tuple[Callable[[HostContext], list[Finding]], ...] = (
-    check_forwarding, check_accept_ra, check_firewall, check_rp_filter, check_routes,
+    check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_rp_filter,
+    check_routes,
     check_own_cidr_clash, check_bridge, check_gateways, check_networkd)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
 from typing import Any
 
+from podroutes.addresses import InterfaceAddress, parse_addresses
 from podroutes.errors import ParseError
 from podroutes.firewall import Ruleset, parse_iptables_save, parse_nft_json
 from podroutes.iproute import parse_routes
@@ -123,6 +124,9 @@ class HostFacts:
     iptables: Mapping[Family, Ruleset] = field(default_factory=dict)
     nft: Ruleset | None = None
     networkd: Networkd = Networkd()
+    #: Every address with its flags and lifetimes (temporary, deprecated, ...), from the
+    #: same ``ip -j addr`` output as ``interfaces``.
+    addresses: tuple[InterfaceAddress, ...] = ()
     #: Facts that could not be read, with the host's own words ("nft: not found").
     unreadable: Mapping[FactKind, str] = field(default_factory=dict)
 
@@ -181,6 +185,7 @@ def parse_facts(outputs: Mapping[FactKind, Output]) -> HostFacts:
     return HostFacts(
         sysctls=parse_sysctls(sysctl) if sysctl is not None else {},
         interfaces=tuple(parse_addr(addr)) if addr is not None else (),
+        addresses=tuple(parse_addresses(addr)) if addr is not None else (),
         neighbours=tuple(parse_neigh(neigh)) if neigh is not None else (),
         routes=tuple(routes),
         iptables=iptables,

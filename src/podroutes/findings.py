@@ -34,6 +34,7 @@ class FindingKind(enum.StrEnum):
     BRIDGE_ADDRESS = "bridge-address"
     GATEWAY_UNREACHABLE = "gateway-unreachable"
     GATEWAY_NOT_ON_LINK = "gateway-not-on-link"
+    UNSTABLE_NODE_ADDRESS = "unstable-node-address"
     NETWORKD_FOREIGN_ROUTES = "networkd-foreign-routes"
     MTU_MISMATCH = "mtu-mismatch"
 

@@ -258,3 +258,20 @@ def test_human_output_groups_findings_by_host_with_the_fix(lab: Lab) -> None:
     assert down.returncode == 1
     assert "node-1: could not be checked:" in down.stdout and "refused" in down.stdout
     assert "healthy: server, node-0" in down.stdout
+
+
+def test_a_deprecated_node_address_is_found_in_a_dual_stack_lab(dual_lab: Lab) -> None:
+    """flannel#2293: node-1's inventory IPv6 address goes deprecated (preferred lifetime
+    0, as when its prefix is withdrawn); every other host routes node-1's pods via it.
+    doctor names it on node-1 and only there."""
+    lab = dual_lab
+    assert lab.podroutes("apply").returncode == 0  # machines.txt in the dual-stack form
+    status, report = doctor(lab)
+    assert (status, found(report)) == (0, [])
+    lab.sh("node-1", "ip", "-6", "addr", "change", "fd00:10::102/64", "dev", "eth0",
+           "preferred_lft", "0")
+    status, report = doctor(lab)
+    assert status == 3
+    assert found(report) == [("unstable-node-address", "node-1")]
+    [finding] = report["findings"]
+    assert "fd00:10::102 is deprecated" in finding["what"]

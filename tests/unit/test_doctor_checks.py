@@ -479,3 +479,40 @@ def test_accept_ra_is_read_from_sysctl() -> None:
 
     from podroutes.facts import SYSCTL_PATTERN
     assert re.match(SYSCTL_PATTERN, "net.ipv6.conf.eth0.accept_ra")
+
+
+# --- a node address that is temporary or deprecated (flannel#2293) ------------------------
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("2001:db8:10:0:8028:3427:3057:66dc", "temporary"),
+    ("2001:db8:10::5", "deprecated"),
+])
+def test_a_temporary_or_deprecated_node_address_is_a_finding(address: str, why: str) -> None:
+    """Captured `ip -j addr` (tests/data/ip-j-addr.json): the server's inventory address is
+    one of its unstable ones; doctor names it and the stable address to use instead."""
+    from podroutes.addresses import parse_addresses
+
+    text = DUAL.replace("'fd00:10::100'", f"'{address}'")
+    inventory = load(text, "dual.yaml")
+    world = (plan(inventory), healthy(inventory))
+    captured = parse_addresses((Path(__file__).parent.parent / "data" /
+                                "ip-j-addr.json").read_text())
+    change(world, "server", addresses=tuple(captured))
+    # (the changed address also moves the server off fd00:10::/64: other findings follow)
+    [f] = [f for f in findings(world) if f.kind is K.UNSTABLE_NODE_ADDRESS]
+    assert (f.kind, f.host, f.fix_class) == (K.UNSTABLE_NODE_ADDRESS, "server", FixClass.MANUAL)
+    assert f.what.startswith(f"the inventory address {address} is {why}")
+    assert "use 2001:db8:10::1234 instead" in f.why
+    assert not f.automatic
+
+
+def test_a_stable_node_address_is_no_finding() -> None:
+    from podroutes.addresses import parse_addresses
+
+    inventory = load(DUAL, "dual.yaml")
+    world = (plan(inventory), healthy(inventory))
+    captured = parse_addresses((Path(__file__).parent.parent / "data" /
+                                "ip-j-addr.json").read_text())
+    change(world, "server", addresses=tuple(captured))  # fd00:10::100 there is permanent
+    assert findings(world) == []
