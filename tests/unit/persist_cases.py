@@ -74,15 +74,38 @@ def cases() -> list[Case]:
             for d in sorted(CASES.iterdir()) if (d / "case.yaml").exists()]
 
 
+def golden_mode(relative: str) -> int:
+    """The mode a golden file stands for. Git keeps no modes but the executable bit, so
+    golden trees carry them by rule: netplan files and NetworkManager keyfiles are 0600
+    (netplan warns about anything more open, NetworkManager ignores such keyfiles, and
+    the writer writes 0600), every other file 0644."""
+    private = ("etc/netplan/", "etc/NetworkManager/system-connections/")
+    return 0o600 if relative.lstrip("/").startswith(private) else 0o644
+
+
+def _is_golden(root: Path) -> bool:
+    return root.resolve().is_relative_to(CASES.resolve())
+
+
 def read_tree(root: Path, dotfiles: bool = True) -> dict[str, HostFile]:
     out = {}
     if not root.exists():
         return out
+    golden = _is_golden(root)
     for path in sorted(root.rglob("*")):
         if path.is_file() and (dotfiles or not path.name.startswith(".")):
-            out["/" + str(path.relative_to(root))] = HostFile(
-                path.read_text(), stat.S_IMODE(path.stat().st_mode))
+            relative = "/" + str(path.relative_to(root))
+            mode = golden_mode(relative) if golden else stat.S_IMODE(path.stat().st_mode)
+            out[relative] = HostFile(path.read_text(), mode)
     return out
+
+
+def copy_golden(source: Path, target: Path) -> None:
+    """Copy a golden tree and give its files the modes they stand for."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    for path in target.rglob("*"):
+        if path.is_file():
+            path.chmod(golden_mode(str(path.relative_to(target))))
 
 
 def write_tree(root: Path, files: dict[str, HostFile]) -> None:

@@ -5,7 +5,6 @@ switch, and the refusals. Pure, except the ``io`` cases, which also run the real
 
 from __future__ import annotations
 
-import shutil
 import stat
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from persist_cases import (
     Case,
     apply_plan,
     cases,
+    copy_golden,
     read_tree,
     result_of,
     write_tree,
@@ -91,7 +91,7 @@ def _persist(case: Case, root: Path, inventory: Path) -> str:
 @pytest.mark.parametrize("case", IO, ids=lambda c: c.name)
 def test_writer_puts_golden_files_under_the_injected_root(case: Case, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    shutil.copytree(case.dir / "before", root)
+    copy_golden(case.dir / "before", root)
     inventory = tmp_path / "machines.txt"
     inventory.write_text(case.data["inventory"])
     first = _persist(case, root, inventory)

@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from persist_cases import copy_golden
 
 from podroutes.persistfacts import ini_sections
 from podroutes.persistrender import keyfile_routes
@@ -67,7 +68,7 @@ def network_sections(text: str) -> list[dict[str, str]]:
 
 def test_netplan_generate_merges_the_routes_into_the_users_definition(tmp_path: Path) -> None:
     netplan = need("netplan")
-    shutil.copytree(CASES / "netplan" / "after", tmp_path, dirs_exist_ok=True)
+    copy_golden(CASES / "netplan" / "after", tmp_path)
     done = run([netplan, "generate", "--root-dir", str(tmp_path)])
     assert done.returncode == 0, done.stderr
     generated = (tmp_path / "run/systemd/network/10-netplan-eth0.network").read_text()
@@ -82,7 +83,7 @@ def test_netplan_generate_merges_the_routes_into_the_users_definition(tmp_path: 
 
 def test_netplan_generate_for_networkmanager_keeps_the_default_metric(tmp_path: Path) -> None:
     netplan = need("netplan")
-    shutil.copytree(CASES / "netplan-set-name" / "after", tmp_path, dirs_exist_ok=True)
+    copy_golden(CASES / "netplan-set-name" / "after", tmp_path)
     done = run([netplan, "generate", "--root-dir", str(tmp_path)])
     assert done.returncode == 0, done.stderr
     keyfile = (tmp_path / "run/NetworkManager/system-connections/netplan-lan.nmconnection")
@@ -111,7 +112,7 @@ def test_netplan_has_no_route_protocol_key(tmp_path: Path) -> None:
 
 
 def _interfaces(tmp_path: Path, case: str) -> Path:
-    shutil.copytree(CASES / case / "after", tmp_path, dirs_exist_ok=True)
+    copy_golden(CASES / case / "after", tmp_path)
     main = tmp_path / "etc/network/interfaces"
     main.write_text(main.read_text().replace("/etc/network/interfaces.d",
                                              f"{tmp_path}/etc/network/interfaces.d"))
