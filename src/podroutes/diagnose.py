@@ -10,22 +10,17 @@ the others. The checks themselves are pure (:mod:`podroutes.doctor`). Never prin
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from podroutes.doctor import check_all
-from podroutes.errors import PodroutesError
 from podroutes.facts import FACT_COMMANDS, FactKind, HostFacts, Output, parse_facts
 from podroutes.findings import Finding, FixClass
 from podroutes.model import Host, Inventory
 from podroutes.plan import RoutePlan
 from podroutes.session import Command, ShellSession
 from podroutes.trace import Hop, KernelAnswer, Trace, kernel_query, parse_route_get
-from podroutes.transport import Transport
-
-T = TypeVar("T")
+from podroutes.transport import Transport, each_host
 
 
 async def read_facts(session: ShellSession, kinds: Sequence[FactKind] = tuple(FactKind),
@@ -34,29 +29,6 @@ async def read_facts(session: ShellSession, kinds: Sequence[FactKind] = tuple(Fa
     results = await session.run_many([Command(FACT_COMMANDS[k]) for k in kinds])
     return parse_facts({k: Output(r.status, r.stdout, r.stderr)
                         for k, r in zip(kinds, results, strict=True)})
-
-
-async def each_host(transport: Transport, hosts: Iterable[Host],
-                    work: Callable[[ShellSession, Host], Awaitable[T]],
-                    parallel: int, timeout: float) -> tuple[dict[str, T], dict[str, str]]:
-    """Run ``work`` in one session per host, in parallel: (results, errors) by host."""
-    gate = asyncio.Semaphore(max(1, parallel))
-    results: dict[str, T] = {}
-    errors: dict[str, str] = {}
-
-    async def one(host: Host) -> None:
-        async with gate:
-            try:
-                async with asyncio.timeout(timeout):
-                    async with transport.session(host) as session:
-                        results[host.name] = await work(session, host)
-            except TimeoutError:
-                errors[host.name] = f"timed out after {timeout:g}s"
-            except PodroutesError as exc:
-                errors[host.name] = str(exc).removeprefix(f"{host.name}: ")
-
-    await asyncio.gather(*(one(h) for h in hosts))
-    return results, errors
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,11 @@ timeout; a failing host never stops the others. Returns values; never prints.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from podroutes.errors import PersistError, PodroutesError, UsageError
+from podroutes.errors import PersistError, UsageError
 from podroutes.model import Host
 from podroutes.persistdetect import Manager
 from podroutes.persistfacts import (
@@ -50,9 +48,8 @@ from podroutes.persistplan import (
 from podroutes.persistrender import FileSpec
 from podroutes.plan import RoutePlan
 from podroutes.session import Command, CommandResult, ShellSession
-from podroutes.transport import Transport
+from podroutes.transport import Transport, each_host
 
-T = TypeVar("T")
 ROOT_RE = re.compile(r"\A/[A-Za-z0-9_.@:+/-]*\Z")
 
 #: ``$1`` the file, ``$2`` its mode (octal); the content arrives on stdin. The temp file
@@ -171,28 +168,6 @@ async def persist_host(session: ShellSession, host: Host, route_plan: RoutePlan,
             outcome.failures.append(f"{change.path} does not read back as written "
                                     f"({change.action} still needed)")
     return outcome
-
-
-async def each_host(transport: Transport, hosts: Sequence[Host],
-                    work: Callable[[ShellSession, Host], Awaitable[T]],
-                    parallel: int, timeout: float) -> tuple[dict[str, T], dict[str, str]]:
-    """Run ``work`` in one session per host, in parallel: (results, errors) by host."""
-    gate = asyncio.Semaphore(max(1, parallel))
-    results: dict[str, T] = {}
-    errors: dict[str, str] = {}
-
-    async def one(host: Host) -> None:
-        async with gate:
-            try:
-                async with asyncio.timeout(timeout), transport.session(host) as session:
-                    results[host.name] = await work(session, host)
-            except TimeoutError:
-                errors[host.name] = f"timed out after {timeout:g}s (--timeout)"
-            except PodroutesError as exc:
-                errors[host.name] = str(exc).removeprefix(f"{host.name}: ")
-
-    await asyncio.gather(*(one(h) for h in hosts))
-    return results, errors
 
 
 def _hosts(route_plan: RoutePlan, only: Sequence[str] | None) -> list[Host]:

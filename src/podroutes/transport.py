@@ -10,15 +10,17 @@ would hang a parallel run) and a connect timeout.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from podroutes.errors import UsageError
+from podroutes.errors import PodroutesError, UsageError
 from podroutes.model import Family, Host, SshTargetKind
 from podroutes.session import ShellSession
 
+T = TypeVar("T")
 _SSH_OPTION_RE = re.compile(r"\A[A-Za-z][A-Za-z0-9]*(=| )[^\n\r\x00]*\Z")
 
 
@@ -116,3 +118,27 @@ class LocalTransport:
 
     def describe(self, host: Host) -> str:
         return f"local shell{' in netns ' + self.netns if self.netns else ''}"
+
+
+async def each_host(transport: Transport, hosts: Iterable[Host],
+                    work: Callable[[ShellSession, Host], Awaitable[T]],
+                    parallel: int, timeout: float) -> tuple[dict[str, T], dict[str, str]]:
+    """Run ``work`` in one session per host, in parallel under ``parallel``, each host
+    under ``timeout``: (results, errors) by host name; a failing host never stops the
+    others. Used by doctor, trace and persist (apply has its own, in the engine)."""
+    gate = asyncio.Semaphore(max(1, parallel))
+    results: dict[str, T] = {}
+    errors: dict[str, str] = {}
+
+    async def one(host: Host) -> None:
+        async with gate:
+            try:
+                async with asyncio.timeout(timeout), transport.session(host) as session:
+                    results[host.name] = await work(session, host)
+            except TimeoutError:
+                errors[host.name] = f"timed out after {timeout:g}s (--timeout)"
+            except PodroutesError as exc:
+                errors[host.name] = str(exc).removeprefix(f"{host.name}: ")
+
+    await asyncio.gather(*(one(h) for h in hosts))
+    return results, errors

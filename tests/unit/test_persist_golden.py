@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from persist_cases import (
+
+from podroutes.cli import main
+from podroutes.persistfacts import HostFile
+
+from .persist_cases import (
     UPDATE,
     Case,
     apply_plan,
@@ -20,9 +24,6 @@ from persist_cases import (
     result_of,
     write_tree,
 )
-
-from podroutes.cli import main
-from podroutes.persistfacts import HostFile
 
 ALL = cases()
 IO = [c for c in ALL if c.data.get("io")]

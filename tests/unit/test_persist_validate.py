@@ -20,10 +20,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from persist_cases import copy_golden
 
 from podroutes.persistfacts import ini_sections
 from podroutes.persistrender import keyfile_routes
+
+from .persist_cases import copy_golden
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "tests" / "data" / "persist"
