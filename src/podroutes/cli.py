@@ -9,9 +9,10 @@ exception family; ``--debug`` re-raises them with a traceback. Shared options li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from podroutes.cliopts import (
     ExitStatus,
     check_protocol,
     console,
+    err_console,
     handle_errors,
     inventory_options,
     local_hosts,
@@ -29,7 +31,7 @@ from podroutes.cliopts import (
     report_interrupt,
     ssh_options,
 )
-from podroutes.engine import HostState, run_hosts
+from podroutes.engine import HostOutcome, HostState, run_hosts
 from podroutes.model import SshTargetKind
 from podroutes.persistdetect import Manager
 from podroutes.persistio import read_persistence
@@ -139,11 +141,14 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
     inv = read_inventory(inventory)
     transport = make_transport(opts, inv)
     states: dict[str, HostState] = {}
+    only = local_hosts(opts, inv)
+    total = len(only) if only is not None else len(inv)
     try:
-        outcomes = asyncio.run(run_hosts(
-            transport, plan(inv), protocol, write=True, force=force, dry_run=dry_run,
-            parallel=opts["parallel"], timeout=opts["timeout"], lock_wait=lock_wait,
-            states=states, only=local_hosts(opts, inv)))
+        with host_progress(total, "applying", quiet=as_json) as on_done:
+            outcomes = asyncio.run(run_hosts(
+                transport, plan(inv), protocol, write=True, force=force, dry_run=dry_run,
+                parallel=opts["parallel"], timeout=opts["timeout"], lock_wait=lock_wait,
+                states=states, only=only, on_done=on_done))
     except KeyboardInterrupt:
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)
@@ -154,6 +159,27 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
         print_apply(console(), outcomes, dry_run)
     failed = any(o.error or (not dry_run and not o.converged) for o in outcomes)
     sys.exit(ExitStatus.FAILED if failed else ExitStatus.OK)
+
+
+@contextlib.contextmanager
+def host_progress(total: int, verb: str,
+                  quiet: bool) -> Iterator[Callable[[HostOutcome], None] | None]:
+    """A Rich progress bar over hosts on a terminal (stderr); nothing with --json or when
+    stderr is not a terminal, so scripts and logs see only the result."""
+    err = err_console()
+    if quiet or not err.is_terminal or total < 2:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn(f"{verb} {{task.description}}"), BarColumn(),
+                  MofNCompleteColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("hosts", total=total)
+
+        def done(outcome: HostOutcome) -> None:
+            progress.update(task, advance=1, description=outcome.host.name)
+
+        yield done
 
 
 @main.command("status")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from podroutes import failpoints
@@ -247,12 +247,14 @@ async def run_hosts(
     parallel: int = 32, timeout: float = 30.0, lock_wait: float = 10.0,
     states: dict[str, HostState] | None = None,
     only: Sequence[str] | None = None,
+    on_done: Callable[[HostOutcome], None] | None = None,
 ) -> list[HostOutcome]:
     """Converge (``write``) or inspect every host in parallel; one outcome per host.
 
     ``states`` (if given) is kept up to date, so a caller interrupted by Ctrl-C can say
     which hosts finished, which were interrupted and which never started. ``only``
     limits the run to those host names (the rest of the inventory still shapes the plan).
+    ``on_done`` is called with each host's outcome as it finishes (progress display).
     """
     gate = asyncio.Semaphore(max(1, parallel))
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
@@ -273,6 +275,8 @@ async def run_hosts(
             except PodroutesError as exc:
                 outcome = HostOutcome(host, error=str(exc).removeprefix(f"{host.name}: "))
             track[host.name] = HostState.DONE
+            if on_done is not None:
+                on_done(outcome)
             return outcome
 
     return list(await asyncio.gather(*(one(h) for h in hosts)))

@@ -217,3 +217,20 @@ def test_local_apply_on_the_host_itself(lab: Lab) -> None:
                            capture_output=True, text=True, check=False)
     assert wrong.returncode == 2
     assert "needs --host NAME" in wrong.stderr
+
+
+def test_progress_shows_on_a_terminal_and_never_in_pipes_or_json(lab: Lab) -> None:
+    """On a terminal (a pty from `script`) apply draws a progress bar over the hosts;
+    piped, or with --json, the output is only the result."""
+    command = (f"ip netns exec {lab.ns('jumpbox')} {sys.executable} -m podroutes apply "
+               f"-i {lab.machines_txt} --ssh-config {lab.dir / 'ssh_config'} "
+               "--ssh-target hostname")
+    tty = subprocess.run(["script", "-qfec", command, "/dev/null"], capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert tty.returncode == 0, tty.stdout
+    assert "applying" in tty.stdout and "3/3 hosts converged" in tty.stdout
+    piped = lab.podroutes("apply")
+    assert "applying" not in piped.stdout + piped.stderr
+    as_json = subprocess.run(["script", "-qfec", command + " --json", "/dev/null"],
+                             capture_output=True, text=True, check=False, timeout=60)
+    assert "applying" not in as_json.stdout
