@@ -161,7 +161,10 @@ async def _preflight(
         wait = str(max(0, int(lock_wait)))
         commands.append(Command(script=_LOCK_SCRIPT.replace("__WAIT__", wait)))
     commands += [Command(tuple(read_routes_argv(f))) for f in Family]
-    results = await session.run_many(commands, failpoints.pause_for("read", session.host))
+    results = await session.run_many(commands)
+    # After the host answered (lock held, state read), before anything is decided: a test
+    # can change the host here and know podroutes' view of it is already taken.
+    await failpoints.reach("read", session.host)
     uid, has_ip = results[0], results[1]
     if has_ip.status != 0:
         raise HostCommandError(session.host, "command -v ip", has_ip.status,

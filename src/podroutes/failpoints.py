@@ -5,7 +5,9 @@ host, creates ``PATH.reached`` and ``PATH.HOST.reached`` and waits while ``PATH`
 exists. A test creates PATH, starts ``podroutes apply``, waits for the marker and then
 kills the process (or presses Ctrl-C, or races it), which is how "kill -9 at any point"
 is made repeatable. Unset (always, outside tests), every call returns at once. Points:
-``connect``, ``read``, ``batch``, ``verify``.
+``connect`` (before ssh starts), ``read`` (the host has answered the first round trip:
+lock held, tables read), ``batch`` (the batch is sent, its result not yet read),
+``verify`` (the batch is done, the read-back not yet made).
 """
 
 from __future__ import annotations
