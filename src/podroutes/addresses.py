@@ -17,13 +17,13 @@ lower address (not the kernel's order, which lists the newest first).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
 from podroutes.errors import ParseError
+from podroutes.jsontext import json_list
 from podroutes.model import Family, IPAddress, IPNetwork
 
 #: ``ip -j addr`` prints this lifetime for "forever".
@@ -81,14 +81,7 @@ def read_addresses_argv(family: Family | None = None) -> list[str]:
 
 def parse_addresses(text: str) -> list[InterfaceAddress]:
     """Parse ``ip -j [-4|-6] addr show`` into one value per address, in the kernel's order."""
-    if not text.strip():
-        return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"`ip -j addr` printed something that is not JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise ParseError("`ip -j addr` printed JSON that is not a list")
+    data = json_list(text, "ip -j addr")
     out: list[InterfaceAddress] = []
     for link in data:
         if not isinstance(link, dict) or not isinstance(link.get("ifname"), str):

@@ -10,17 +10,16 @@ unreadable, never guessed.
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
-from typing import Any
 
 from podroutes.addresses import InterfaceAddress, parse_addresses
 from podroutes.errors import ParseError
 from podroutes.firewall import Ruleset, parse_iptables_save, parse_nft_json
 from podroutes.iproute import parse_routes
+from podroutes.jsontext import json_list
 from podroutes.model import Family, IPAddress, IPNetwork, Route
 
 IPInterface = IPv4Interface | IPv6Interface
@@ -205,20 +204,12 @@ def parse_sysctls(text: str) -> dict[str, int]:
     return out
 
 
-def _json_list(text: str, what: str) -> list[Any]:
-    try:
-        data = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"`{what}` printed something that is not JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise ParseError(f"`{what}` printed JSON that is not a list")
-    return data
 
 
 def parse_addr(text: str) -> list[Interface]:
     """``ip -j addr show``: every link with its flags, MTU, bridge and addresses."""
     out = []
-    for link in _json_list(text, "ip -j addr"):
+    for link in json_list(text, "ip -j addr"):
         try:
             addresses = tuple(ip_interface(f"{a['local']}/{a['prefixlen']}")
                               for a in link.get("addr_info", ()) if "local" in a)
@@ -234,7 +225,7 @@ def parse_addr(text: str) -> list[Interface]:
 def parse_neigh(text: str) -> list[Neighbour]:
     """``ip -j neigh show``: neighbour cache entries with their NUD states."""
     out = []
-    for entry in _json_list(text, "ip -j neigh"):
+    for entry in json_list(text, "ip -j neigh"):
         try:
             out.append(Neighbour(ip_address(entry["dst"]), str(entry.get("dev", "")),
                                  tuple(str(s) for s in entry.get("state", ()))))

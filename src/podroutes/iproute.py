@@ -8,7 +8,6 @@ so no inventory field can inject ``ip`` or shell syntax.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 from podroutes.errors import ParseError
+from podroutes.jsontext import json_list
 from podroutes.model import (
     MAIN_TABLE,
     PROTOCOL_NAMES,
@@ -44,14 +44,7 @@ def parse_routes(
     protocol_names: Mapping[str, int] = PROTOCOL_NAMES,
 ) -> list[Route]:
     """Parse ``ip -j -4|-6 route show table N`` output into canonical routes."""
-    if not text.strip():
-        return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"`ip -j route` printed something that is not JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise ParseError("`ip -j route` printed JSON that is not a list")
+    data = json_list(text, "ip -j route")
     return [_route(entry, family, table, protocol_names) for entry in data]
 
 

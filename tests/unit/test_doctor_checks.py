@@ -19,20 +19,10 @@ from podroutes.inventory import load
 from podroutes.model import Family, Inventory, Route
 from podroutes.plan import RoutePlan, plan
 
+from .samples import DUAL, MACHINES
+
 DATA = Path(__file__).parent.parent / "data" / "doctor"
 K = FindingKind
-MACHINES = """\
-192.168.10.100 server.kubernetes.local server
-192.168.10.101 node-0.kubernetes.local node-0 10.200.0.0/24
-192.168.10.102 node-1.kubernetes.local node-1 10.200.1.0/24
-"""
-DUAL = """hosts:
-  - {name: server, ipv4: 192.168.10.100, ipv6: 'fd00:10::100'}
-  - {name: node-0, ipv4: 192.168.10.101, ipv6: 'fd00:10::101',
-     pod_cidrs: [10.200.0.0/24, 'fd00:200::/64']}
-  - {name: node-1, ipv4: 192.168.10.102, ipv6: 'fd00:10::102',
-     pod_cidrs: [10.200.1.0/24, 'fd00:200:1::/64']}
-"""
 EMPTY_IPTABLES = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
 
 
