@@ -3,7 +3,7 @@
 CLI layer: parses flags, sets up structured logging on stderr, runs
 :func:`podroutes.agent.app.serve` until SIGTERM/SIGINT and exits 0; a flag that cannot
 work exits 2 before anything is touched (:func:`podroutes.cliopts.handle_errors`).
-Registered in :func:`podroutes.cli._register_commands`.
+Loaded lazily by :class:`podroutes.cli.LazyGroup`.
 """
 
 from __future__ import annotations

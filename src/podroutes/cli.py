@@ -3,17 +3,18 @@
 Reads the inventory (a file or ``-`` for stdin), calls the pure core and the engine, and
 renders results with Rich (or JSON with ``--json``). Library errors arrive as one
 exception family; ``--debug`` re-raises them with a traceback. Shared options live in
-:mod:`podroutes.cliopts`; other command groups register in ``_register_commands``.
+:mod:`podroutes.cliopts`; other command groups load lazily (``LAZY_COMMANDS``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,22 +33,45 @@ from podroutes.cliopts import (
     ssh_options,
 )
 from podroutes.engine import HostOutcome, HostState, run_hosts
-from podroutes.model import SshTargetKind
-from podroutes.persistdetect import Manager
-from podroutes.persistio import read_persistence
-from podroutes.persistplan import HostPersistence
+from podroutes.model import Manager, SshTargetKind
 from podroutes.plan import RoutePlan, plan
 from podroutes.report import (
     outcome_json,
-    persistence_json,
     print_apply,
-    print_persistence,
     print_status,
 )
 from podroutes.transport import SshTransport
 
+if TYPE_CHECKING:
+    from podroutes.persistplan import HostPersistence
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands that live in their own modules, imported only when they run (or for --help):
+#: ``podroutes apply`` does not pay for the agent's, the lab's or doctor's imports.
+LAZY_COMMANDS = {
+    "lab": "podroutes.labcli:lab",
+    "persist": "podroutes.persistcli:persist_command",
+    "doctor": "podroutes.diagcli:doctor_command",
+    "trace": "podroutes.diagcli:trace_command",
+    "agent": "podroutes.agentcli:agent_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose other commands are imported by name on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of messages.")
 @click.version_option(package_name="podroutes")
 def main(debug: bool) -> None:
@@ -201,6 +225,9 @@ def status_command(inventory: str, protocol: int, as_json: bool, check_persist: 
     states: dict[str, HostState] = {}
     only = local_hosts(opts, inv)
     persistence: dict[str, HostPersistence] | None = None
+    if check_persist:  # its modules load only when asked for
+        from podroutes.persistcli import persistence_json, print_persistence
+        from podroutes.persistio import read_persistence
     try:
         outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,
                                          parallel=opts["parallel"], timeout=opts["timeout"],
@@ -228,23 +255,6 @@ def status_command(inventory: str, protocol: int, as_json: bool, check_persist: 
         sys.exit(ExitStatus.FAILED)
     converged = all(o.converged for o in outcomes) and not unpersisted
     sys.exit(ExitStatus.OK if converged else ExitStatus.DRIFT)
-
-
-def _register_commands() -> None:
-    """Command groups that live in their own CLI modules."""
-    from podroutes.agentcli import agent_command
-    from podroutes.diagcli import doctor_command, trace_command
-    from podroutes.labcli import lab
-    from podroutes.persistcli import persist_command
-
-    main.add_command(lab)
-    main.add_command(persist_command)
-    main.add_command(doctor_command)
-    main.add_command(trace_command)
-    main.add_command(agent_command)
-
-
-_register_commands()
 
 
 def run() -> None:  # pragma: no cover - console-script entry point

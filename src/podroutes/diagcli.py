@@ -3,7 +3,7 @@
 Prints (Rich, or JSON with ``--json``) and picks exit statuses: doctor 0 healthy, 3
 findings remain, 1 a host could not be read; trace 0 delivered, 3 dropped, looped, left
 the cluster or the kernel disagreed, 1 a host could not be read; 2 bad input for both.
-Registered by :func:`podroutes.cli._register_commands`; reuses :mod:`podroutes.cliopts`;
+Loaded lazily by :class:`podroutes.cli.LazyGroup`; reuses :mod:`podroutes.cliopts`;
 renders through :mod:`podroutes.diagreport`.
 """
 

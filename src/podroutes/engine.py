@@ -8,9 +8,12 @@ I/O orchestration over a :class:`~podroutes.transport.Transport`. Per host, one 
    never interleave), read both families' main tables;
 2. diff purely; withhold changes whose gateway is not on a connected network (they would
    fail: host-gw routing needs one L2 segment) and report them;
-3. one ``ip -force -batch -`` (``-force``: a failing line does not drop the rest), each
-   failing line mapped back to its route;
-4. read back and diff again: every change ends ``applied``, ``failed`` or ``withheld``.
+3. one round trip: ``ip -force -batch -`` (``-force``: a failing line does not drop the
+   rest), each failing line mapped back to its route, and the tables read back;
+4. diff again: every change ends ``applied``, ``failed`` or ``withheld``.
+
+Opening the session costs no round trip of its own (see :class:`ShellSession`), so a
+no-op apply is one round trip per host and a cold one two.
 
 Hosts run in parallel under a bound; a failing host never stops the others. Returns
 values; never prints.
@@ -51,6 +54,20 @@ elif ! { command exec 9>>"$__pr_d/podroutes-net-$__pr_n.lock"; } 2>/dev/null &&
 else
   flock -w __WAIT__ 9
 fi"""
+
+
+#: The session's user id without starting a process (the shell reads its own status);
+#: ``id -u`` only where /proc is missing. Runs in the session's shell, like the lock.
+_UID_SCRIPT = """\
+__pr_u=
+if [ -r /proc/self/status ]; then
+  while read -r __pr_k __pr_v __pr_r; do
+    if [ "$__pr_k" = Uid: ]; then __pr_u=$__pr_v; break; fi
+  done </proc/self/status
+fi
+[ -n "$__pr_u" ] || __pr_u=$(id -u)
+printf '%s\\n' "$__pr_u"
+"""
 
 
 class HostState(enum.StrEnum):
@@ -107,12 +124,6 @@ def _routes(results: Sequence[CommandResult], host: str) -> list[Route]:
     return routes
 
 
-async def read_table(session: ShellSession) -> list[Route]:
-    """Both families' main tables, in one round trip."""
-    reads = [Command(tuple(read_routes_argv(f))) for f in Family]
-    return _routes(await session.run_many(reads), session.host)
-
-
 def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
     """The networks a host reaches without a gateway (its link-scope routes)."""
     return [(r.dst, r.dev) for r in routes
@@ -156,7 +167,7 @@ async def _preflight(
 ) -> tuple[list[Route], bool]:
     """Identity, ``ip``, the lock (when writing) and both tables, in one round trip.
     Returns the routes and whether the session is root (else ``sudo -n`` works)."""
-    commands = [Command(("id", "-u")), Command(("sh", "-c", "command -v ip"))]
+    commands = [Command(script=_UID_SCRIPT), Command(script="command -v ip >/dev/null")]
     if write:
         wait = str(max(0, int(lock_wait)))
         commands.append(Command(script=_LOCK_SCRIPT.replace("__WAIT__", wait)))
@@ -208,17 +219,22 @@ async def _converge(
                     if (why := unreachable_reason(c, connected, host.name)) is not None}
         sent = [c for i, c in enumerate(before.changes) if i not in withheld]
         failed: dict[int, str] = {}
+        reads = [Command(tuple(read_routes_argv(f))) for f in Family]
         if sent:
-            prefix = [] if is_root else ["sudo", "-n"]
+            # The batch and the read-back in one round trip.
+            prefix: tuple[str, ...] = () if is_root else ("sudo", "-n")
             batch = "".join(c.batch_line() + "\n" for c in sent)
-            result = await session.run([*prefix, "ip", "-force", "-batch", "-"], input=batch,
-                                       pause=failpoints.pause_for("batch", host.name))
+            result, *reread = await session.run_many(
+                [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *reads],
+                pause=failpoints.pause_for("batch", host.name))
             outcome.applied = True
             failed = _failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:
                 failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
+        else:
+            reread = await session.run_many(reads)
         await failpoints.reach("verify", host.name)
-        outcome.after = diff(desired, await read_table(session), protocol, force=False)
+        outcome.after = diff(desired, _routes(reread, host.name), protocol, force=False)
     outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
     return outcome
 

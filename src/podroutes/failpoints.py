@@ -7,7 +7,8 @@ kills the process (or presses Ctrl-C, or races it), which is how "kill -9 at any
 is made repeatable. Unset (always, outside tests), every call returns at once. Points:
 ``connect`` (before ssh starts), ``read`` (the host has answered the first round trip:
 lock held, tables read), ``batch`` (the batch is sent, its result not yet read),
-``verify`` (the batch is done, the read-back not yet made).
+``verify`` (the batch is done and the tables read back, the outcome not yet worked
+out). The batch and the read-back go in one round trip.
 """
 
 from __future__ import annotations

@@ -174,3 +174,18 @@ class PlannedRoute:
     @property
     def family(self) -> Family:
         return Family.of(self.dst)
+
+
+class Manager(enum.StrEnum):
+    """The network managers ``podroutes persist`` writes for (detected in
+    :mod:`podroutes.persistdetect`)."""
+
+    NETWORKD = "networkd"
+    NETPLAN = "netplan"
+    IFUPDOWN = "ifupdown"
+    NM = "nm"
+
+    @property
+    def label(self) -> str:
+        return {"networkd": "systemd-networkd", "netplan": "netplan", "ifupdown": "ifupdown",
+                "nm": "NetworkManager"}[self.value]

@@ -4,7 +4,7 @@ CLI layer: reads the inventory, runs :func:`podroutes.persistio.persist_hosts` o
 shared transport options (:mod:`podroutes.cliopts`), prints what was (or, with
 ``--dry-run``, would be) written per host, a unified diff per file, and picks the exit
 status: 0 every host persisted (or already was), 1 some host failed, 2 bad input.
-Registered by :func:`podroutes.cli._register_commands`.
+Loaded lazily by :class:`podroutes.cli.LazyGroup`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from podroutes.cliopts import (
     ExitStatus,
@@ -31,9 +32,9 @@ from podroutes.cliopts import (
 )
 from podroutes.errors import UsageError
 from podroutes.iproute import IFNAME_RE
-from podroutes.persistdetect import Manager
+from podroutes.model import Manager
 from podroutes.persistio import PersistOutcome, check_root, persist_hosts
-from podroutes.persistplan import FileAction
+from podroutes.persistplan import FileAction, HostPersistence, PersistState
 from podroutes.plan import plan
 
 FORMATS = ["auto", *(m.value for m in Manager)]
@@ -138,3 +139,48 @@ def print_persist(out: Console, outcomes: list[PersistOutcome], dry_run: bool) -
 
 def _shell(argv: tuple[str, ...]) -> str:
     return shlex.join(argv)
+
+
+# --- status --check-persist (called by podroutes.cli) ---------------------------------
+
+_PERSIST_STYLE = {
+    PersistState.BOTH: "green", PersistState.APPLIED_ONLY: "yellow",
+    PersistState.PERSISTED_ONLY: "yellow", PersistState.NEITHER: "red",
+    PersistState.STALE: "magenta",
+}
+
+
+def persistence_json(p: HostPersistence) -> dict[str, Any]:
+    """``status --check-persist``: one host's persisted state (the ``persistence`` key)."""
+    return {"manager": str(p.manager) if p.manager else None, "in_sync": p.in_sync,
+            "error": p.error, "interface": p.detail.get("interface"),
+            "why": p.detail.get("why"),
+            "routes": [{"state": str(r.state), "dst": r.dst, "gateway": r.gateway}
+                       for r in p.routes]}
+
+
+def print_persistence(out: Console, hosts: list[HostPersistence]) -> None:
+    """``status --check-persist``: does each route survive a reboot?"""
+    table = Table(title="podroutes status: persisted across a reboot?")
+    for column in ("host", "manager", "destination", "gateway", "state"):
+        table.add_column(column)
+    for p in hosts:
+        if p.error is not None:
+            table.add_row(p.host, "", "", "", f"[red]not checked: {p.error}[/]")
+            table.add_section()
+            continue
+        manager = p.manager.label if p.manager else ""
+        for index, r in enumerate(p.routes):
+            table.add_row(p.host if index == 0 else "", manager if index == 0 else "", r.dst,
+                          r.gateway, f"[{_PERSIST_STYLE[r.state]}]{r.state}[/]")
+        if not p.routes:
+            table.add_row(p.host, manager, "", "", "[green]nothing to persist[/]")
+        table.add_section()
+    out.print(table)
+    drift = [p.host for p in hosts if not p.in_sync and p.error is None]
+    if not drift and all(p.error is None for p in hosts):
+        out.print(f"[green]persisted[/]: every planned route of all {len(hosts)} hosts survives "
+                  "a reboot")
+    else:
+        out.print(f"{len(drift)} hosts not persisted as planned"
+                  + (f": {', '.join(drift)}" if drift else ""))

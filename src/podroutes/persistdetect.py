@@ -13,7 +13,6 @@ netplan merges every YAML file by device id; ifupdown reads only files the main
 
 from __future__ import annotations
 
-import enum
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
@@ -25,21 +24,8 @@ import yaml
 
 from podroutes.errors import PersistError
 from podroutes.iproute import IFNAME_RE
-from podroutes.model import Host
+from podroutes.model import Host, Manager
 from podroutes.persistfacts import PersistFacts, ini_sections
-
-
-class Manager(enum.StrEnum):
-    NETWORKD = "networkd"
-    NETPLAN = "netplan"
-    IFUPDOWN = "ifupdown"
-    NM = "nm"
-
-    @property
-    def label(self) -> str:
-        return {"networkd": "systemd-networkd", "netplan": "netplan", "ifupdown": "ifupdown",
-                "nm": "NetworkManager"}[self.value]
-
 
 #: networkd's search path, highest precedence first (systemd.network(5)).
 NETWORK_DIRS = ("/etc/systemd/network", "/run/systemd/network",

@@ -26,8 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from podroutes.errors import PersistError, UsageError
-from podroutes.model import Host
-from podroutes.persistdetect import Manager
+from podroutes.model import Host, Manager
 from podroutes.persistfacts import (
     FILES_SCRIPT,
     PersistFacts,

@@ -25,10 +25,9 @@ from typing import Any
 import yaml
 
 from podroutes.errors import PersistError
-from podroutes.model import MAIN_TABLE, Host, PlannedRoute, Route
+from podroutes.model import MAIN_TABLE, Host, Manager, PlannedRoute, Route
 from podroutes.persistdetect import (
     Detection,
-    Manager,
     by_name,
     detect,
     dropins,

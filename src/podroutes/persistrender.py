@@ -30,14 +30,13 @@ from ipaddress import ip_address, ip_network
 from pathlib import PurePosixPath
 
 from podroutes.iproute import IFNAME_RE
-from podroutes.model import Family, IPAddress, IPNetwork, PlannedRoute
+from podroutes.model import Family, IPAddress, IPNetwork, Manager, PlannedRoute
 from podroutes.persistdetect import (
     NETPLAN_ID_RE,
     NETPLAN_TYPES,
     NETWORK_NAME_RE,
     UUID_RE,
     Detection,
-    Manager,
 )
 from podroutes.persistfacts import ini_sections
 

@@ -13,7 +13,6 @@ from rich.table import Table
 from podroutes.diff import HostDiff, RouteState, RouteStatus
 from podroutes.engine import HostOutcome, counts
 from podroutes.model import PROTOCOL_NAMES
-from podroutes.persistplan import HostPersistence, PersistState
 
 _NAMES = {number: name for name, number in PROTOCOL_NAMES.items()}
 
@@ -160,46 +159,3 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
         out.print(f"[green]in sync[/]: all {len(outcomes)} hosts match the plan")
     else:
         out.print(f"{drift} hosts drifted, {down} unreachable, of {len(outcomes)}")
-
-
-_PERSIST_STYLE = {
-    PersistState.BOTH: "green", PersistState.APPLIED_ONLY: "yellow",
-    PersistState.PERSISTED_ONLY: "yellow", PersistState.NEITHER: "red",
-    PersistState.STALE: "magenta",
-}
-
-
-def persistence_json(p: HostPersistence) -> dict[str, Any]:
-    """``status --check-persist``: one host's persisted state (the ``persistence`` key)."""
-    return {"manager": str(p.manager) if p.manager else None, "in_sync": p.in_sync,
-            "error": p.error, "interface": p.detail.get("interface"),
-            "why": p.detail.get("why"),
-            "routes": [{"state": str(r.state), "dst": r.dst, "gateway": r.gateway}
-                       for r in p.routes]}
-
-
-def print_persistence(out: Console, hosts: list[HostPersistence]) -> None:
-    """``status --check-persist``: does each route survive a reboot?"""
-    table = Table(title="podroutes status: persisted across a reboot?")
-    for column in ("host", "manager", "destination", "gateway", "state"):
-        table.add_column(column)
-    for p in hosts:
-        if p.error is not None:
-            table.add_row(p.host, "", "", "", f"[red]not checked: {p.error}[/]")
-            table.add_section()
-            continue
-        manager = p.manager.label if p.manager else ""
-        for index, r in enumerate(p.routes):
-            table.add_row(p.host if index == 0 else "", manager if index == 0 else "", r.dst,
-                          r.gateway, f"[{_PERSIST_STYLE[r.state]}]{r.state}[/]")
-        if not p.routes:
-            table.add_row(p.host, manager, "", "", "[green]nothing to persist[/]")
-        table.add_section()
-    out.print(table)
-    drift = [p.host for p in hosts if not p.in_sync and p.error is None]
-    if not drift and all(p.error is None for p in hosts):
-        out.print(f"[green]persisted[/]: every planned route of all {len(hosts)} hosts survives "
-                  "a reboot")
-    else:
-        out.print(f"{len(drift)} hosts not persisted as planned"
-                  + (f": {', '.join(drift)}" if drift else ""))

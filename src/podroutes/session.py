@@ -62,6 +62,8 @@ class ShellSession:
         self.argv = list(argv)
         self._explain = explain or (lambda text: text)
         self._nonce = "__podroutes_" + secrets.token_hex(8)
+        self._ready = self._nonce + "_ready"
+        self._synced = True
         self._proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> ShellSession:
@@ -76,10 +78,11 @@ class ShellSession:
         except OSError as exc:
             raise TransportError(self.host, f"cannot start {self.argv[0]}: {exc}") from exc
         try:
-            # Synchronise: whatever the login prints (banners, rc files) comes before this.
-            ready = self._nonce + "_ready"
-            await self._write(f"printf '%s\\n' {ready}; printf '%s\\n' {ready} >&2\n")
-            await self._read_pair(f"{ready}\n", f"{ready}\n")
+            # Synchronise: whatever the login prints (banners, rc files) comes before this
+            # marker. It is not waited for here: the first commands go out right behind it
+            # and the first read skips past it, so opening costs no round trip of its own.
+            await self._write(f"printf '%s\\n' {self._ready}; printf '%s\\n' {self._ready} >&2\n")
+            self._synced = False
         except BaseException:
             await self.close(kill=True)
             raise
@@ -130,6 +133,9 @@ class ShellSession:
         await self._write(script)
         if pause is not None:
             await pause()
+        if not self._synced:
+            await self._read_pair(f"{self._ready}\n", f"{self._ready}\n")
+            self._synced = True
         results = []
         for c in commands:
             out, err = await self._read_pair(f"\n{self._nonce} ", f"\n{self._nonce}\n")

@@ -22,8 +22,7 @@ import yaml
 from podroutes.errors import PersistError
 from podroutes.facts import Interface
 from podroutes.inventory import load
-from podroutes.model import Inventory, Route
-from podroutes.persistdetect import Manager
+from podroutes.model import Inventory, Manager, Route
 from podroutes.persistfacts import HostFile, PersistFacts
 from podroutes.persistplan import FileAction, HostPersistPlan, plan_host
 from podroutes.plan import plan

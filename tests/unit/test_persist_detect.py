@@ -12,9 +12,8 @@ import pytest
 from podroutes.errors import PersistError
 from podroutes.facts import Interface
 from podroutes.inventory import load
-from podroutes.model import Route
+from podroutes.model import Manager, Route
 from podroutes.persistdetect import (
-    Manager,
     detect,
     match_network,
     matched_network_file,
