@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from podroutes import failpoints
 from podroutes.diff import Action, Change, HostDiff, RouteState, diff
 from podroutes.errors import HostCommandError, PodroutesError
-from podroutes.iproute import parse_routes, read_routes_argv
-from podroutes.model import Family, Host, IPNetwork, Route
+from podroutes.iproute import NOTHING_KNOWN, Known, parse_routes, read_routes_argv
+from podroutes.model import Family, Host, IPNetwork, PlannedRoute, Route
 from podroutes.plan import RoutePlan
 from podroutes.session import Command, CommandResult, ShellSession
 from podroutes.transport import Transport
@@ -113,15 +113,27 @@ class HostOutcome:
         return [r for r in self.results if r.outcome is not ChangeOutcome.APPLIED]
 
 
-def _routes(results: Sequence[CommandResult], host: str) -> list[Route]:
+def _routes(results: Sequence[CommandResult], host: str,
+            known: Known = NOTHING_KNOWN) -> list[Route]:
     routes: list[Route] = []
     for family, result in zip(Family, results, strict=True):
         if result.status != 0:
             if family is Family.V6 and "not supported" in result.stderr.lower():
                 continue  # IPv6 disabled on this host: nothing of that family to manage
             raise HostCommandError(host, result.command, result.status, result.stderr)
-        routes += parse_routes(result.stdout, family)
+        routes += parse_routes(result.stdout, family, known=known)
     return routes
+
+
+def _reads() -> list[Command]:
+    return [Command(tuple(read_routes_argv(f))) for f in Family]
+
+
+async def read_state(session: ShellSession,
+                     desired: Sequence[PlannedRoute] = ()) -> list[Route]:
+    """Both families' main tables in one round trip; the addresses ``desired`` names are
+    taken from it rather than parsed again (see :class:`~podroutes.iproute.Known`)."""
+    return _routes(await session.run_many(_reads()), session.host, Known.of(desired))
 
 
 def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
@@ -163,7 +175,7 @@ def _failed_lines(changes: Sequence[Change], stderr: str) -> dict[int, str]:
 
 
 async def _preflight(
-    session: ShellSession, write: bool, lock_wait: float
+    session: ShellSession, write: bool, lock_wait: float, known: Known
 ) -> tuple[list[Route], bool]:
     """Identity, ``ip``, the lock (when writing) and both tables, in one round trip.
     Returns the routes and whether the session is root (else ``sudo -n`` works)."""
@@ -171,7 +183,7 @@ async def _preflight(
     if write:
         wait = str(max(0, int(lock_wait)))
         commands.append(Command(script=_LOCK_SCRIPT.replace("__WAIT__", wait)))
-    commands += [Command(tuple(read_routes_argv(f))) for f in Family]
+    commands += _reads()
     results = await session.run_many(commands)
     # After the host answered (lock held, state read), before anything is decided: a test
     # can change the host here and know podroutes' view of it is already taken.
@@ -197,7 +209,7 @@ async def _preflight(
                 why if why.startswith("cannot") else
                 f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
                 f"(--lock-wait) {why}".strip())
-    return _routes(results[-2:], session.host), uid.stdout.strip() == "0"
+    return _routes(results[-2:], session.host, known), uid.stdout.strip() == "0"
 
 
 async def _converge(
@@ -209,7 +221,8 @@ async def _converge(
     writing = write and not dry_run
     await failpoints.reach("connect", host.name)
     async with transport.session(host) as session:
-        observed, is_root = await _preflight(session, writing, lock_wait)
+        known = Known.of(desired)
+        observed, is_root = await _preflight(session, writing, lock_wait, known)
         before = diff(desired, observed, protocol, force)
         outcome.before = before
         if not writing or not before.changes:
@@ -219,7 +232,7 @@ async def _converge(
                     if (why := unreachable_reason(c, connected, host.name)) is not None}
         sent = [c for i, c in enumerate(before.changes) if i not in withheld]
         failed: dict[int, str] = {}
-        reads = [Command(tuple(read_routes_argv(f))) for f in Family]
+        reads = _reads()
         if sent:
             # The batch and the read-back in one round trip.
             prefix: tuple[str, ...] = () if is_root else ("sudo", "-n")
@@ -234,7 +247,7 @@ async def _converge(
         else:
             reread = await session.run_many(reads)
         await failpoints.reach("verify", host.name)
-        outcome.after = diff(desired, _routes(reread, host.name), protocol, force=False)
+        outcome.after = diff(desired, _routes(reread, host.name, known), protocol, force=False)
     outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
     return outcome
 

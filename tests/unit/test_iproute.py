@@ -12,7 +12,14 @@ import pytest
 
 from podroutes.diff import RouteState, diff
 from podroutes.errors import ParseError
-from podroutes.iproute import batch_line, parse_routes, read_routes_argv, route_spec, shell_command
+from podroutes.iproute import (
+    Known,
+    batch_line,
+    parse_routes,
+    read_routes_argv,
+    route_spec,
+    shell_command,
+)
 from podroutes.model import MAIN_TABLE, Family, PlannedRoute, Route
 
 DATA = Path(__file__).parent.parent / "data"
@@ -177,6 +184,36 @@ def test_empty_output_is_an_empty_table(text: str) -> None:
 def test_malformed_output_is_a_parse_error(text: str, phrase: str) -> None:
     with pytest.raises(ParseError, match=phrase):
         parse_routes(text, Family.V4)
+
+
+# --- known addresses (the plan's own objects, not parsed again) --------------------------
+
+PLANNED = [
+    PlannedRoute(ip_network("10.200.1.0/24"), ip_address("192.168.10.102"), "node-1"),
+    PlannedRoute(ip_network("fd00:200:1::/64"), ip_address("fd00:10::102"), "node-1"),
+]
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_known_addresses_give_the_same_routes_and_reuse_the_plans_objects(
+        family: Family) -> None:
+    text = (DATA / f"ip-j-route-v{family.value}.json").read_text()
+    extra = {"dst": str(PLANNED[family is Family.V6].dst),
+             "gateway": str(PLANNED[family is Family.V6].gateway), "protocol": "147"}
+    text = json.dumps([*json.loads(text), extra])
+    known = Known.of(PLANNED)
+    plain, fast = parse_routes(text, family), parse_routes(text, family, known=known)
+    assert fast == plain
+    assert fast[-1].dst is PLANNED[family is Family.V6].dst
+    assert fast[-1].gateway is PLANNED[family is Family.V6].gateway
+
+
+def test_a_known_network_of_the_other_family_is_still_refused() -> None:
+    known = Known.of(PLANNED)
+    with pytest.raises(ParseError, match="bad address"):
+        parse_routes('[{"dst": "fd00:200:1::/64"}]', Family.V4, known=known)
+    with pytest.raises(ParseError, match="bad address"):
+        parse_routes('[{"dst": ["10.200.1.0/24"]}]', Family.V4, known=known)
 
 
 def test_read_routes_argv() -> None:

@@ -1,0 +1,154 @@
+"""Local apply of many routes: podroutes against a single ``ip -batch``, and reading state
+against ``ip -j route`` (issue 6, target 1).
+
+Builds a throwaway network namespace (``prt<hex>-local``: a veth pair, ``eth0`` holding
+192.168.0.1/16 so that every gateway is on-link) and an inventory of N+1 machines: this
+host (``node-0``) plus N nodes, each with its own address (the gateway) and pod CIDR, so
+``node-0`` gets N routes, each via a different node, as a real cluster's would. Then, per
+run, from a table without any of those routes:
+
+- ``ip -batch``: ``ip -n NS -batch -`` of exactly the lines podroutes sends (the floor);
+- ``podroutes``: the engine's local apply, in-process (``run_hosts(LocalTransport(NS),
+  plan, 147, write=True, only=["node-0"])``): read both tables, diff, one
+  ``ip -force -batch -``, read back, diff again. The plan is built before the clock starts
+  (an agent has its desired state already); the Python start-up of the CLI is not counted;
+- reading, with the N routes installed: ``ip -n NS -j route show table main`` plus
+  ``json.loads`` (the reference) against podroutes' read of both tables through its
+  local shell session, parsed into routes, and against a whole no-op local apply.
+
+Also ``ip -batch`` of N routes all via ONE gateway, for scale: the kernel installs those
+much faster than N routes via N gateways (every distinct gateway costs the kernel a new
+``fib_info``), and no podroutes plan looks like that.
+
+Run as root from the repository root; only the namespace it made is touched, and it is
+deleted by name at the end, also on failure:
+
+    .venv/bin/python benchmarks/local_apply.py --routes 10000 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from podroutes.engine import read_state, run_hosts
+from podroutes.inventory import load
+from podroutes.plan import RoutePlan, plan
+from podroutes.transport import LocalTransport
+
+OWN = 147
+
+
+def ip(ns: str, *argv: str, stdin: str | None = None) -> str:
+    return subprocess.run(["ip", "-n", ns, *argv], input=stdin, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def node_address(i: int) -> str:
+    return f"192.168.{1 + i // 250}.{1 + i % 250}"
+
+
+def machines(n: int) -> str:
+    lines = ["192.168.0.1 node-0.k node-0 10.250.0.0/24"]
+    lines += [f"{node_address(i)} n{i + 1}.k node-{i + 1} 10.{i // 256}.{i % 256}.0/24"
+              for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+def clear(ns: str) -> None:
+    ip(ns, "route", "flush", "proto", str(OWN))
+    assert ip(ns, "route", "show", "proto", str(OWN)) == ""
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def apply_local(ns: str, route_plan: RoutePlan) -> None:
+    (outcome,) = asyncio.run(run_hosts(LocalTransport(ns), route_plan, OWN, write=True,
+                                       only=["node-0"], timeout=600))
+    assert outcome.error is None and outcome.converged, outcome.error
+
+
+async def podroutes_read(ns: str, route_plan: RoutePlan) -> int:
+    host = route_plan.inventory.hosts[0]
+    async with LocalTransport(ns).session(host) as session:
+        routes = await read_state(session, route_plan.routes_for(host))
+    return len(routes)
+
+
+def summary(values: list[float]) -> str:
+    return (f"{statistics.median(values) * 1000:8.1f} ms  "
+            f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--routes", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    ns = f"prt{secrets.token_hex(3)}-local"
+    route_plan = plan(load(machines(args.routes), "bench-machines.txt"))
+    host = route_plan.inventory.hosts[0]
+    lines = "".join(f"route replace {r.dst} via {r.gateway} proto {OWN}\n"
+                    for r in route_plan.routes_for(host))
+    one_gateway = "".join(f"route replace {r.dst} via 192.168.0.2 proto {OWN}\n"
+                          for r in route_plan.routes_for(host))
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    results: dict[str, list[float]] = {k: [] for k in (
+        "ip -batch", "podroutes apply", "ip -batch, one gateway",
+        "ip -j route + json.loads", "podroutes read", "podroutes no-op apply")}
+    try:
+        ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+        ip(ns, "addr", "add", "192.168.0.1/16", "dev", "eth0")
+        ip(ns, "link", "set", "eth0", "up")
+        ip(ns, "link", "set", "eth0p", "up")
+        for _ in range(args.runs):
+            clear(ns)
+            results["ip -batch"].append(timed(lambda: ip(ns, "-batch", "-", stdin=lines)))
+            clear(ns)
+            results["ip -batch, one gateway"].append(
+                timed(lambda: ip(ns, "-batch", "-", stdin=one_gateway)))
+            clear(ns)
+            results["podroutes apply"].append(timed(lambda: apply_local(ns, route_plan)))
+            installed = len(ip(ns, "route", "show", "proto", str(OWN)).splitlines())
+            assert installed == args.routes, installed
+            results["ip -j route + json.loads"].append(timed(
+                lambda: json.loads(ip(ns, "-j", "route", "show", "table", "main"))))
+            count = 0
+
+            def read() -> None:
+                nonlocal count
+                count = asyncio.run(podroutes_read(ns, route_plan))
+
+            results["podroutes read"].append(timed(read))
+            assert count >= args.routes, count
+            results["podroutes no-op apply"].append(
+                timed(lambda: apply_local(ns, route_plan)))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    with open("/proc/loadavg") as f:
+        load_average = f.read().split()[:3]
+    print(f"{args.routes} routes via {args.routes} gateways, median of {args.runs} runs "
+          f"(load average after: {' '.join(load_average)})")
+    for name, values in results.items():
+        print(f"  {name:26} {summary(values)}")
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"  apply speed, podroutes / ip -batch: {med['ip -batch'] / med['podroutes apply']:.2f}x"
+          " (target >= 0.8x)")
+    print(f"  read time, podroutes / ip -j route: "
+          f"{med['podroutes read'] / med['ip -j route + json.loads']:.2f}x (target <= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
