@@ -38,21 +38,17 @@ from podroutes.transport import Transport
 
 _FAILED_LINE = re.compile(r"^Command failed -:(\d+)\s*$")
 
-#: Takes the per-host lock in the session's own shell (fd 9 stays open until it exits).
-#: The file is named after the network namespace: that is what the lock protects, and it
-#: keeps lab machines, which share one filesystem, from sharing a lock. ``command exec``
-#: so that a failed redirection returns an error instead of ending the shell; a file
-#: another user made is opened read-only (flock needs no write access).
+#: Takes the per-host lock in the session's own shell (fd 9 stays open until it exits):
+#: ``flock`` on the network namespace itself (``/proc/self/ns/net``: one inode per
+#: namespace, whatever the mount namespace), because the table is what the lock protects.
+#: No lock file: lab machines sharing a filesystem, and the agent in a hostNetwork pod
+#: with its own filesystem, lock exactly the table they change. ``command exec`` so that
+#: a failed redirection returns an error instead of ending the shell.
 _LOCK_SCRIPT = """\
-__pr_d=/run/lock; { [ -d "$__pr_d" ] && [ -w "$__pr_d" ]; } || __pr_d=/tmp
-__pr_n=$(stat -L -c %i /proc/self/ns/net 2>/dev/null) || __pr_n=
-if [ -z "$__pr_n" ]; then
-  echo "cannot name the lock: stat /proc/self/ns/net failed" >&2; false
-elif ! { command exec 9>>"$__pr_d/podroutes-net-$__pr_n.lock"; } 2>/dev/null &&
-     ! { command exec 9<"$__pr_d/podroutes-net-$__pr_n.lock"; } 2>/dev/null; then
-  echo "cannot open the lock file $__pr_d/podroutes-net-$__pr_n.lock" >&2; false
-else
+if { command exec 9</proc/self/ns/net; } 2>/dev/null; then
   flock -w __WAIT__ 9
+else
+  echo "cannot open /proc/self/ns/net to lock this host's routing table" >&2; false
 fi"""
 
 
