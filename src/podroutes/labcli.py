@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -128,10 +127,10 @@ def smoke_command(name: str, as_json: bool) -> None:
     try:
         spec = labmod.load_spec(name)
         labmod.require_root()
+        results = matrix(spec)
     except LabError as exc:
         _fail(exc)
         return
-    results = asyncio.run(matrix(spec))
     failed = [r for r in results if not r.ok]
     if as_json:
         click.echo(json.dumps({
