@@ -25,6 +25,7 @@ from podroutes.model import (
     IPNetwork,
     PlannedRoute,
     Route,
+    make_route,
 )
 
 #: ``ip route`` does not print ``proto boot``, the protocol of a plain ``ip route add``.
@@ -90,24 +91,25 @@ def _route(
             gateway = known.addresses.get(entry["gateway"])
             if gateway is None:
                 gateway = ip_address(entry["gateway"])
-        nexthops = tuple(
-            ip_address(hop["gateway"]) for hop in entry.get("nexthops", ()) if "gateway" in hop
+        nexthops = () if "nexthops" not in entry else tuple(
+            ip_address(hop["gateway"]) for hop in entry["nexthops"] if "gateway" in hop
         )
+        metric = int(entry["metric"]) if "metric" in entry else None
     except (ValueError, TypeError, KeyError) as exc:
         raise ParseError(f"`ip -j route` entry with a bad address: {entry!r}") from exc
-    return Route(
-        dst=dst,
-        gateway=gateway,
-        dev=entry.get("dev"),
-        protocol=_protocol(entry.get("protocol"), protocol_names),
-        table=_table(entry.get("table"), table),
-        metric=int(entry["metric"]) if "metric" in entry else None,
-        type=str(entry.get("type", "unicast")),
-        scope=_scope(entry, family),
-        onlink="onlink" in entry.get("flags", ()),
-        nexthops=nexthops,
-        pref=str(entry["pref"]) if "pref" in entry else None,
-        expires=_expires(entry.get("expires")),
+    return make_route(
+        dst,
+        gateway,
+        entry.get("dev"),
+        _protocol(entry.get("protocol"), protocol_names),
+        _table(entry.get("table"), table),
+        metric,
+        str(entry.get("type", "unicast")),
+        _scope(entry, family),
+        "onlink" in entry.get("flags", ()),
+        nexthops,
+        str(entry["pref"]) if "pref" in entry else None,
+        _expires(entry.get("expires")),
     )
 
 

@@ -163,6 +163,33 @@ class Route:
         return self.family.default_metric if self.metric is None else self.metric
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def make_route(dst: IPNetwork, gateway: IPAddress | None, dev: str | None, protocol: int,
+               table: int, metric: int | None, type: str, scope: str, onlink: bool,
+               nexthops: tuple[IPAddress, ...], pref: str | None,
+               expires: int | None) -> Route:
+    """``Route(...)`` with every field given, for the ``ip -j route`` parser's loop: the
+    same frozen value, built in half the time of the dataclass ``__init__`` (which looks up
+    ``object.__setattr__`` once per field). Reading 10,000 routes builds 10,000 of them."""
+    route = _new(Route)
+    _set(route, "dst", dst)
+    _set(route, "gateway", gateway)
+    _set(route, "dev", dev)
+    _set(route, "protocol", protocol)
+    _set(route, "table", table)
+    _set(route, "metric", metric)
+    _set(route, "type", type)
+    _set(route, "scope", scope)
+    _set(route, "onlink", onlink)
+    _set(route, "nexthops", nexthops)
+    _set(route, "pref", pref)
+    _set(route, "expires", expires)
+    return route
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedRoute:
     """A route podroutes wants on a host: another host's pod CIDR via that host."""

@@ -399,3 +399,19 @@ def test_v6_direct_routes_are_link_scope_like_ipv4_ones() -> None:
     [v6] = parse_routes(json.dumps([{"dst": "fd00::/64", "dev": "eth0", "scope": "host"}]),
                         Family.V6)
     assert v6.scope == "host"
+
+
+def test_the_parsers_constructor_builds_the_same_frozen_route() -> None:
+    from dataclasses import FrozenInstanceError, fields
+
+    from podroutes.model import make_route
+
+    values = dict(dst=ip_network("fd00:200:1::/64"), gateway=None, dev="eth0", protocol=147,
+                  table=MAIN_TABLE, metric=1024, type="unicast", scope="global", onlink=True,
+                  nexthops=(ip_address("fd00:10::102"), ip_address("fd00:10::103")),
+                  pref="medium", expires=30)
+    assert [f.name for f in fields(Route)] == list(values)  # make_route's argument order
+    fast, slow = make_route(*values.values()), Route(**values)  # type: ignore[arg-type]
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(FrozenInstanceError):
+        fast.gateway = None  # type: ignore[misc]
