@@ -16,7 +16,8 @@ from podroutes.cli import main
 from podroutes.diff import diff
 from podroutes.engine import _failed_lines
 from podroutes.errors import InventoryError
-from podroutes.inventory import load, parse_machines, parse_yaml
+from podroutes.inventory import load, parse_machines
+from podroutes.inventoryyaml import parse_yaml
 from podroutes.plan import plan
 from podroutes.transport import explain_ssh_failure
 
