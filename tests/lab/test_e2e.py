@@ -17,7 +17,7 @@ import pytest
 
 from podroutes import lab as labmod
 
-from .conftest import Lab, cross_node
+from .conftest import Lab, cross_node, restart_sshd
 
 pytestmark = pytest.mark.lab
 
@@ -162,15 +162,23 @@ def test_invalid_inventory_exits_2_before_any_ssh_connection(lab: Lab) -> None:
 
 def test_user_ssh_config_aliases_and_proxyjump_are_honoured(lab: Lab) -> None:
     """The user's ssh config decides how hosts are reached: here the nodes only through
-    ProxyJump via the server, under alias names the inventory does not know."""
+    ProxyJump via the server, under alias names the inventory does not know, with the
+    User, Port, IdentityFile and known_hosts the config names (node-1's sshd listens on
+    port 2222 only, which only the config knows)."""
     d = lab.dir
+    conf = d / "sshd" / "node-1.conf"
+    conf.write_text(conf.read_text().replace("\nPort 22\n", "\nPort 2222\n"))
+    restart_sshd(lab, "node-1", [])
+    known = (d / "known_hosts").read_text()
+    node1_key = next(ln for ln in known.splitlines() if ln.startswith("node-1,")).split(" ", 1)[1]
+    (d / "my_known_hosts").write_text(known + f"[192.168.10.102]:2222 {node1_key}\n")
     config = d / "my_ssh_config"
     config.write_text(
         "Host k8s-*\n  User root\n"
         "Host k8s-server\n  HostName 192.168.10.100\n"
         "Host k8s-node-0\n  HostName 192.168.10.101\n  ProxyJump k8s-server\n"
-        "Host k8s-node-1\n  HostName 192.168.10.102\n  ProxyJump k8s-server\n"
-        f"Host *\n  IdentityFile {d}/id_ed25519\n  UserKnownHostsFile {d}/known_hosts\n"
+        "Host k8s-node-1\n  HostName 192.168.10.102\n  Port 2222\n  ProxyJump k8s-server\n"
+        f"Host *\n  IdentityFile {d}/id_ed25519\n  UserKnownHostsFile {d}/my_known_hosts\n"
         "  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n")
     inventory = d / "inventory.yaml"
     inventory.write_text(
@@ -186,6 +194,7 @@ def test_user_ssh_config_aliases_and_proxyjump_are_honoured(lab: Lab) -> None:
     # node-0 saw the connection come from the server (the jump host), not the jumpbox
     assert "Connection from 192.168.10.100" in lab.sshd_log("node-0")
     assert "Connection from 192.168.10.10 " not in lab.sshd_log("node-0")
+    assert "port 2222" in lab.sshd_log("node-1")
 
 
 def test_host_key_checking_stays_on(lab: Lab) -> None:
