@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from podroutes import lab as labmod
 
@@ -40,7 +41,8 @@ def main() -> int:
     try:
         good = str(spec.directory / "machines.txt")
         ghost = spec.directory / "ghost.txt"
-        ghost.write_text(open(good).read().replace("192.168.10.102 ", "192.168.10.150 "))
+        ghost.write_text(Path(good).read_text().replace("192.168.10.102 ",
+                                                        "192.168.10.150 "))
         results: dict[str, list[float]] = {"healthy no-op": [], "connection refused": [],
                                            "no answer (ARP)": [], "hanging sshd": []}
         apply(spec, good, args.timeout)

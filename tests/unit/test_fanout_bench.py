@@ -1,0 +1,92 @@
+"""The pure helpers of benchmarks/fanout.py (no lab, no ssh, no ansible)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fanout.py"
+
+
+@pytest.fixture(scope="module")
+def fanout() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fanout_bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+PLAN = {"hosts": [
+    {"name": "server", "routes": [
+        {"dst": "10.200.0.0/24", "gateway": "192.168.10.101"},
+        {"dst": "10.200.1.0/24", "gateway": "192.168.10.102"}]},
+    {"name": "node-0", "routes": [{"dst": "10.200.1.0/24", "gateway": "192.168.10.102"}]},
+]}
+
+
+def test_plan_and_commands(fanout: ModuleType) -> None:
+    plan = fanout.parse_plan(PLAN)
+    assert plan["node-0"] == [("10.200.1.0/24", "192.168.10.102")]
+    command = fanout.host_command(plan["server"])
+    assert command == ("ip -j route show >/dev/null && "
+                       "ip route replace 10.200.0.0/24 via 192.168.10.101 proto 147 && "
+                       "ip route replace 10.200.1.0/24 via 192.168.10.102 proto 147")
+
+
+def test_scripts_quote_each_command_once(fanout: ModuleType) -> None:
+    commands = {"server": "ip -j route show >/dev/null && ip route replace a via b proto 147"}
+    seq = fanout.sequential_script("/x/ssh_config", commands)
+    assert seq.splitlines()[0] == "set -e"
+    assert shlex.split(seq.splitlines()[1]) == ["ssh", "-n", "-F", "/x/ssh_config", "server",
+                                                commands["server"]]
+    par = fanout.parallel_script("/x/ssh_config", commands)
+    assert par.count(" &\n") == 1 and "wait" in par and par.rstrip().endswith("exit $rc")
+
+
+def test_table_comparison(fanout: ModuleType) -> None:
+    text = json.dumps([{"dst": "10.200.1.0/24", "gateway": "192.168.10.102", "dev": "eth0",
+                        "flags": []}])
+    actual = fanout.parse_table(text)
+    assert fanout.table_mismatch("node-0", [("10.200.1.0/24", "192.168.10.102")], actual) is None
+    assert fanout.parse_table("") == set()
+    wrong = fanout.table_mismatch("node-0", [("10.200.2.0/24", "192.168.10.103")], actual)
+    assert wrong is not None and "1 planned route(s) missing" in wrong and "1 unexpected" in wrong
+
+
+def test_ansible_inventory_and_playbook(fanout: ModuleType) -> None:
+    plan = fanout.parse_plan(PLAN)
+    hosts = fanout.ansible_inventory(plan)["all"]["hosts"]
+    assert hosts["node-0"]["route_commands"] == (
+        "ip route replace 10.200.1.0/24 via 192.168.10.102 proto 147")
+    (play,) = fanout.ansible_playbook("raw", "free")
+    assert play["gather_facts"] is False and play["strategy"] == "free"
+    assert [task.get("raw") for task in play["tasks"]] == ["ip -j route show",
+                                                           "{{ route_commands }}"]
+    cfg = fanout.ansible_cfg(Path("/w"), "/lab/ssh_config")
+    assert "pipelining = True" in cfg and "forks = 30" in cfg and "-F /lab/ssh_config" in cfg
+
+
+def test_table_and_ratios(fanout: ModuleType) -> None:
+    fast = fanout.Summary([1.0, 1.2, 1.1])
+    slow = fanout.Summary([9.0, 10.0, 11.0])
+    broken = fanout.Summary([], ["routes wrong"])
+    assert fanout.speedup(slow.median, fast.median) == pytest.approx(10.0 / 1.1)
+    table = fanout.markdown_table([("ansible-shell", "shell", slow), ("ansible-raw", "raw",
+                                                                      broken),
+                                   ("podroutes", "podroutes", fast)], "podroutes", True)
+    assert "| shell | 3/3 | **10.00 s** (*shared*) |" in table
+    assert "9.09x | ≥ 8x: met |" in table
+    assert "| raw | 0/1 | failed |" in table
+    assert not broken.ok and fast.ok
+
+
+def test_version_tuple(fanout: ModuleType) -> None:
+    assert fanout.version_tuple("2.3.1") < (2, 20) <= fanout.version_tuple("2.21.5")
