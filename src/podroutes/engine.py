@@ -9,7 +9,8 @@ I/O orchestration over a :class:`~podroutes.transport.Transport`. Per host, one 
 2. diff purely; withhold changes whose gateway is not on a connected network (they would
    fail: host-gw routing needs one L2 segment) and report them;
 3. one round trip: ``ip -force -batch -`` (``-force``: a failing line does not drop the
-   rest), each failing line mapped back to its route, and the tables read back;
+   rest), each failing line mapped back to its route, and the tables of the families it
+   changed read back (nothing is sent when every change is withheld);
 4. diff again: every change ends ``applied``, ``failed`` or ``withheld``.
 
 Opening the session costs no round trip of its own (see :class:`ShellSession`), so a
@@ -109,10 +110,10 @@ class HostOutcome:
         return [r for r in self.results if r.outcome is not ChangeOutcome.APPLIED]
 
 
-def _routes(results: Sequence[CommandResult], host: str,
-            known: Known = NOTHING_KNOWN) -> list[Route]:
+def _routes(results: Sequence[CommandResult], host: str, known: Known = NOTHING_KNOWN,
+            families: Sequence[Family] = tuple(Family)) -> list[Route]:
     routes: list[Route] = []
-    for family, result in zip(Family, results, strict=True):
+    for family, result in zip(families, results, strict=True):
         if result.status != 0:
             if family is Family.V6 and "not supported" in result.stderr.lower():
                 continue  # IPv6 disabled on this host: nothing of that family to manage
@@ -121,8 +122,8 @@ def _routes(results: Sequence[CommandResult], host: str,
     return routes
 
 
-def _reads() -> list[Command]:
-    return [Command(tuple(read_routes_argv(f))) for f in Family]
+def _reads(families: Sequence[Family] = tuple(Family)) -> list[Command]:
+    return [Command(tuple(read_routes_argv(f))) for f in families]
 
 
 async def read_state(session: ShellSession,
@@ -228,22 +229,23 @@ async def _converge(
                     if (why := unreachable_reason(c, connected, host.name)) is not None}
         sent = [c for i, c in enumerate(before.changes) if i not in withheld]
         failed: dict[int, str] = {}
-        reads = _reads()
+        after = observed
         if sent:
-            # The batch and the read-back in one round trip.
+            # The batch and the read-back of the families it changed, in one round trip.
+            changed = [f for f in Family if any(Family.of(c.dst) is f for c in sent)]
             prefix: tuple[str, ...] = () if is_root else ("sudo", "-n")
             batch = "".join(c.batch_line() + "\n" for c in sent)
             result, *reread = await session.run_many(
-                [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *reads],
+                [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *_reads(changed)],
                 pause=failpoints.pause_for("batch", host.name))
             outcome.applied = True
             failed = _failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:
                 failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
-        else:
-            reread = await session.run_many(reads)
+            after = [r for r in observed if r.family not in changed]
+            after += _routes(reread, host.name, known, changed)
         await failpoints.reach("verify", host.name)
-        outcome.after = diff(desired, _routes(reread, host.name, known), protocol, force=False)
+        outcome.after = diff(desired, after, protocol, force=False)
     outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
     return outcome
 
