@@ -74,6 +74,8 @@ async def serve(settings: Settings) -> None:
     else:
         cluster = KubeCluster(make_client(settings.kubeconfig), settings.node)
         source = reporter = cluster
+        kube = cluster
+        metrics.follow_kubernetes(lambda: kube.watching)
     server = (HealthServer(settings.metrics_address, metrics, health)
               if settings.metrics_address else None)
     agent = Agent(config, source=source, reconciler=reconciler, reporter=reporter,

@@ -4,12 +4,18 @@ I/O over the Kubernetes API with lightkube's ``AsyncClient`` (see docs/agent.md 
 lightkube). Used by :mod:`podroutes.agent.runner`. :class:`KubeCluster` is both the
 desired-state source and the reporter of Kubernetes mode:
 
-- a reflector: list every Node, then watch from the list's resourceVersion; every watch
-  event goes through :func:`~podroutes.agent.triggers.node_change_reason`, and only one
-  that changes routing publishes a new :class:`~podroutes.agent.nodes.ClusterView`. When
-  the watch fails, expires (``410 Gone``) or goes silent for too long (a dead
-  connection), it lists again, after a backoff, and the list *replaces* the cache, so a
-  Node deleted while the watch was down is still pruned;
+- a reflector, as client-go's: list every Node, then watch from the list's
+  resourceVersion with ``allowWatchBookmarks=true``; every ADDED/MODIFIED/DELETED event
+  goes through :func:`~podroutes.agent.triggers.node_change_reason`, and only one that
+  changes routing publishes a new :class:`~podroutes.agent.nodes.ClusterView`. A
+  ``BOOKMARK`` only moves the resourceVersion the watch resumes from (and proves the
+  connection alive); it never reconciles. When the watch expires (``410 Gone``, as an
+  ``ERROR`` event or as the HTTP status) it lists again at once; when it fails or goes
+  silent for too long (a dead connection) it lists again after a backoff (0.5 s doubling
+  to 30 s, with jitter, so a fleet that lost its API server does not come back in step).
+  The list *replaces* the cache, so a Node deleted while the watch was down is still
+  pruned. While the API server is away nothing is published: the agent keeps
+  reconciling the last desired state it had, and never drops a route for it;
 - ``nodes/status`` strategic-merge patches for the ``NetworkUnavailable`` condition;
 - core/v1 Events about this node.
 
@@ -20,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import httpx2
@@ -37,8 +44,11 @@ log = logging.getLogger("podroutes.agent.kube")
 
 #: What a failed call to the API server raises: its own errors (``ApiError``), lightkube's
 #: transport's (``httpx2``, which lightkube is built on), sockets', and a reply that does
-#: not decode.
-API_ERRORS = (ApiError, httpx2.HTTPError, httpx2.StreamError, OSError, ValueError)
+#: not decode. ``KeyError`` too: lightkube 1.0.1 reads an error reply's ``Content-Type``
+#: header without a default, so a bare ``503`` (a proxy in front of the API server, one
+#: that is starting) raises ``KeyError('Content-Type')``; without it here that escaped
+#: the reflector's backoff and, from a status patch, ended the agent's loop.
+API_ERRORS = (ApiError, httpx2.HTTPError, httpx2.StreamError, OSError, ValueError, KeyError)
 
 
 def load_config(kubeconfig: str | None) -> KubeConfig:
@@ -48,6 +58,33 @@ def load_config(kubeconfig: str | None) -> KubeConfig:
     except (ConfigError, KeyError, OSError) as exc:
         where = kubeconfig or "in-cluster service account, $KUBECONFIG or ~/.kube/config"
         raise UsageError(f"cannot load the Kubernetes configuration ({where}): {exc}") from exc
+
+
+#: Extra watch parameters lightkube's ``AsyncClient.watch`` has no argument for.
+WATCH_PARAMS = {"allowWatchBookmarks": "true"}
+
+
+def is_gone(exc: BaseException) -> bool:
+    """``410 Gone``: the resourceVersion the watch asked for is too old (compacted); only a
+    new list can go on. Sent as an ``ERROR`` watch event (lightkube raises ``ApiError``
+    with the Status) or as the HTTP status of the watch request."""
+    if isinstance(exc, ApiError):
+        status = getattr(exc, "status", None)
+        if getattr(status, "code", None) == 410:
+            return True
+    if isinstance(exc, httpx2.HTTPStatusError):
+        response = getattr(exc, "response", None)
+        return getattr(response, "status_code", None) == 410
+    return False
+
+
+def describe_error(exc: BaseException) -> str:
+    """An API failure for a log line: the Status's code and reason when the server sent
+    one (``ApiError``'s own text is only the message), else the exception's repr."""
+    status = getattr(exc, "status", None) if isinstance(exc, ApiError) else None
+    if status is not None and getattr(status, "code", None):
+        return f"{status.code} {status.reason or ''}: {status.message or ''}".replace(" :", ":")
+    return repr(exc)
 
 
 def _dict(obj: Any) -> dict[str, Any]:
@@ -60,7 +97,7 @@ class KubeCluster:
 
     def __init__(self, client: AsyncClient, node: str, *,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 backoff: tuple[float, float] = (0.5, 30.0),
+                 backoff: tuple[float, float] = (0.5, 30.0), jitter: float = 0.2,
                  server_timeout: int = 290, silence: float = 600.0) -> None:
         self.client = client
         self.node = node
@@ -73,8 +110,19 @@ class KubeCluster:
         #: never this quiet.
         self.silence = silence
         self.nodes: dict[str, NodeView] = {}
+        #: The resourceVersion the watch resumes from: the list's, then each event's and
+        #: each bookmark's.
+        self.resource_version: str | None = None
+        #: True from a successful list until the watch fails: what the
+        #: ``podroutes_kubernetes_watch_up`` gauge reports.
+        self.watching = False
+        self.lists = 0
+        self.bookmarks = 0
+        #: Events (bookmarks included) since the last list.
+        self.events = 0
         self._sleep = sleep
         self._backoff = backoff
+        self._jitter = jitter
         self._patched: Condition | None = None
 
     # --- source ------------------------------------------------------------------------
@@ -87,10 +135,25 @@ class KubeCluster:
             if view is not None:
                 fresh[view.name] = view
         self.nodes = fresh
+        self.lists += 1
         try:
             return listing.resourceVersion
         except NotReadyError:  # the reply carried no resourceVersion
             return None
+
+    def _watch(self, version: str | None) -> AsyncIterator[tuple[str, Any]]:
+        """``GET /api/v1/nodes?watch=true&resourceVersion=V&allowWatchBookmarks=true``.
+
+        lightkube's own ``AsyncClient.watch`` builds the same request without a way to
+        ask for bookmarks; this builds it with the client's request builder and streams it
+        with the client's watch loop (which resumes, from the last resourceVersion it saw,
+        bookmarks included, when the server ends a watch after ``timeoutSeconds``)."""
+        inner = self.client._client
+        request = inner.prepare_request("list", res=Node, watch=True, params={
+            "timeoutSeconds": self.server_timeout, "resourceVersion": version,
+            **WATCH_PARAMS})
+        events: AsyncIterator[tuple[str, Any]] = inner.watch(request)
+        return events
 
     def _apply(self, kind: str, obj: Any) -> str | None:
         view = parse_node(_dict(obj))
@@ -103,31 +166,69 @@ class KubeCluster:
         self.nodes[view.name] = view
         return node_change_reason(old, view)
 
+    def _seen(self, obj: Any) -> None:
+        meta = getattr(obj, "metadata", None)
+        version = getattr(meta, "resourceVersion", None)
+        if isinstance(version, str) and version:
+            self.resource_version = version
+
     def view(self) -> ClusterView:
         return cluster_view(self.nodes.values())
 
+    async def _list_and_watch(self, sink: Sink) -> None:
+        """One list, then the watch until it ends."""
+        self.events = 0
+        self.resource_version = await self._list()
+        self.watching = True
+        sink.publish(self.view(), f"listed {len(self.nodes)} nodes")
+        async with asyncio.timeout(self.silence) as quiet:
+            async for kind, obj in self._watch(self.resource_version):
+                quiet.reschedule(asyncio.get_running_loop().time() + self.silence)
+                self.events += 1
+                self._seen(obj)
+                if kind == "BOOKMARK":  # a newer resourceVersion to resume from, no change
+                    self.bookmarks += 1
+                    continue
+                reason = self._apply(kind, obj)
+                if reason is not None:
+                    sink.publish(self.view(), reason)
+
     async def run(self, sink: Sink) -> None:
-        """List, publish, watch, publish what matters; list again whenever the watch ends."""
+        """List, publish, watch, publish what matters; list again whenever the watch ends.
+
+        Never raises for an API failure: the last published desired state stays in force
+        (the runner keeps reconciling it) until a list succeeds again."""
         delay = self._backoff[0]
         while True:
+            listed_before = self.lists
+            gone = False
+            failure: str | None = None
             try:
-                version = await self._list()
-                sink.publish(self.view(), f"listed {len(self.nodes)} nodes")
-                delay = self._backoff[0]
-                async with asyncio.timeout(self.silence) as quiet:
-                    async for kind, obj in self.client.watch(
-                            Node, resource_version=version, server_timeout=self.server_timeout):
-                        quiet.reschedule(asyncio.get_running_loop().time() + self.silence)
-                        reason = self._apply(kind, obj)
-                        if reason is not None:
-                            sink.publish(self.view(), reason)
+                await self._list_and_watch(sink)
             except TimeoutError:
-                sink.error("kubernetes", f"no Node event for {self.silence:g}s; listing again")
+                failure = f"no Node event for {self.silence:g}s"
             except API_ERRORS as exc:
-                sink.error("kubernetes", f"watching Nodes failed: {exc!r}; listing again in "
-                           f"{delay:g}s")
-            await self._sleep(delay)
-            delay = min(self._backoff[1], delay * 2)
+                # 410 is expected: the watch fell behind the server's history (usually as
+                # it resumed after the server ended it). It lists again at once; a watch
+                # that gets 410 before a single event after a fresh list backs off like
+                # any other failure, so a confused server is not hammered.
+                gone = is_gone(exc) and self.lists > listed_before and self.events > 0
+                failure = None if gone else f"watching Nodes failed: {describe_error(exc)}"
+            finally:
+                self.watching = False
+            if self.lists > listed_before:  # the list worked: the API server answers
+                delay = self._backoff[0]
+                wait = 0.0 if gone else delay
+            else:
+                wait = delay
+                delay = min(self._backoff[1], delay * 2)
+            if gone:
+                log.info("the Node watch expired (410 Gone); listing again",
+                         extra={"fields": {"resource_version": self.resource_version}})
+            elif failure is not None:
+                sink.error("kubernetes", f"{failure}; listing again" + (
+                    f" in {wait:g}s" if failure.startswith("watching") else ""))
+            await self._sleep(wait * (1 + self._jitter * random.random()) if wait else 0.0)
 
     # --- reporter ----------------------------------------------------------------------
 

@@ -66,6 +66,15 @@ class AgentMetrics:
         for trigger in ("start", "nodes", "netlink", "resync"):
             self.syncs.labels(trigger)
 
+    def follow_kubernetes(self, watching: Callable[[], bool]) -> None:
+        """Kubernetes mode: export whether the Node list/watch is established, read at
+        every scrape (``watching`` is the reflector's own flag)."""
+        up = Gauge("podroutes_kubernetes_watch_up",
+                   "1 while the Node list and watch are established; 0 from a failure "
+                   "until a list succeeds again (the routes stay as they were meanwhile).",
+                   registry=self.registry)
+        up.set_function(lambda: 1.0 if watching() else 0.0)
+
     def record_view(self, view: ClusterView) -> None:
         skipped = len({n.node for n in view.skipped})
         self.nodes.labels("routable").set(len(view.inventory))
