@@ -97,6 +97,10 @@ class HostDiff:
     changes: tuple[Change, ...]
     statuses: tuple[RouteStatus, ...]
 
+    def __repr__(self) -> str:
+        # Short: a diff can hold 10,000 routes, and asyncio repr()s a finished task's result.
+        return f"HostDiff(<{len(self.changes)} changes>, <{len(self.statuses)} statuses>)"
+
     @property
     def conflicts(self) -> tuple[RouteStatus, ...]:
         return tuple(s for s in self.statuses if s.state is RouteState.CONFLICT)

@@ -100,6 +100,12 @@ class HostOutcome:
     results: list[ChangeResult] = field(default_factory=list)
     applied: bool = False
 
+    def __repr__(self) -> str:
+        # Short: asyncio repr()s a finished task's result (see Inventory.__repr__).
+        return (f"HostOutcome(host={self.host.name!r}, before={self.before!r}, "
+                f"after={self.after!r}, error={self.error!r}, applied={self.applied}, "
+                f"<{len(self.results)} results>)")
+
     @property
     def converged(self) -> bool:
         final = self.after or self.before

@@ -120,6 +120,11 @@ class Inventory:
     def __len__(self) -> int:
         return len(self.hosts)
 
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio repr()s what its tasks hold (asyncio.run does, for the
+        # SIGINT handler it installs), and 10,000 hosts took half a second each time.
+        return f"Inventory(source={self.source!r}, hosts=<{len(self.hosts)} hosts>)"
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:

@@ -270,3 +270,29 @@ def test_huge_plans_print_one_row_per_host_and_stream_json(tmp_path: Path) -> No
     streamed = CliRunner().invoke(main, ["plan", "-i", str(path), "--format", "json"])
     data = json.loads(streamed.output)
     assert data == render.plan_json(plan(load(path.read_text(), str(path))), 147)
+
+
+def test_an_inventorys_repr_stays_short_at_any_size() -> None:
+    """asyncio repr()s what its tasks hold; a 10,000-host repr once cost 0.5 s per run."""
+    from podroutes.inventory import load
+
+    text = "".join(f"192.168.{1 + i // 250}.{1 + i % 250} n{i}.k node-{i} "
+                   f"10.{i // 256}.{i % 256}.0/24\n" for i in range(2000))
+    inventory = load(text, "big.txt")
+    assert repr(inventory) == "Inventory(source='big.txt', hosts=<2000 hosts>)"
+    assert len(repr(plan(inventory))) < 100
+
+
+def test_a_big_diff_and_outcome_repr_short() -> None:
+    from ipaddress import ip_address, ip_network
+
+    from podroutes.diff import diff
+    from podroutes.engine import HostOutcome
+    from podroutes.model import Host, PlannedRoute
+
+    desired = [PlannedRoute(ip_network(f"10.{i // 256}.{i % 256}.0/24"),
+                            ip_address("192.168.0.2"), "n") for i in range(3000)]
+    d = diff(desired, [], 147)
+    assert repr(d) == "HostDiff(<3000 changes>, <3000 statuses>)"
+    host = Host(name="node-0", addresses=(ip_address("192.168.0.1"),))
+    assert len(repr(HostOutcome(host, before=d, after=d))) < 200
