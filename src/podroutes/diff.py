@@ -144,44 +144,47 @@ def diff(
     by_dst = _relevant(observed)
     changes: list[Change] = []
     statuses: list[RouteStatus] = []
-    wanted = {route.dst for route in desired}
+    wanted: set[IPNetwork] = set()
     for want in desired:
-        present = by_dst.get(want.dst, [])
+        dst, gateway, via = want.dst, want.gateway, want.via_host
+        wanted.add(dst)
+        present = by_dst.get(dst)
+        if present is None:  # the common cases first: nothing there, or just ours, right
+            statuses.append(RouteStatus(RouteState.MISSING, dst, gateway, None, via))
+            changes.append(Change(Action.ADD, dst, gateway, protocol, None, via))
+            continue
+        if len(present) == 1 and present[0].protocol == protocol \
+                and _leads_to(present[0], gateway):
+            statuses.append(RouteStatus(RouteState.IN_SYNC, dst, gateway, present[0], via))
+            continue
         owned = [r for r in present if r.protocol == protocol]
         # Only foreign routes in the slot podroutes writes to (the family's default metric)
         # can clash with ours; foreign routes at other metrics are other tools' business.
         slot = want.family.default_metric
         foreign = [r for r in present if r.protocol != protocol and r.effective_metric == slot]
         elsewhere = [r for r in present if r.protocol != protocol and r.effective_metric != slot]
-        right = next((r for r in owned if _leads_to(r, want.gateway)), None)
+        right = next((r for r in owned if _leads_to(r, gateway)), None)
         extra = [r for r in owned if r is not right]
-
-        def change(action: Action, route: Route | None, want: PlannedRoute = want) -> Change:
-            return Change(action, want.dst, want.gateway, protocol, route, want.via_host)
-
-        def status(state: RouteState, route: Route | None, want: PlannedRoute = want) -> None:
-            statuses.append(RouteStatus(state, want.dst, want.gateway, route, want.via_host))
-
         if right is not None:
-            status(RouteState.IN_SYNC, right)
+            statuses.append(RouteStatus(RouteState.IN_SYNC, dst, gateway, right, via))
         elif owned:
-            status(RouteState.WRONG_GATEWAY, owned[0])
-            changes.append(change(Action.CHANGE, owned[0]))
+            statuses.append(RouteStatus(RouteState.WRONG_GATEWAY, dst, gateway, owned[0], via))
+            changes.append(Change(Action.CHANGE, dst, gateway, protocol, owned[0], via))
             extra = owned[1:]
-        elif (same := next((r for r in foreign if _leads_to(r, want.gateway)), None)):
-            status(RouteState.UNOWNED, same)
-            changes.append(change(Action.ADOPT, same))
+        elif (same := next((r for r in foreign if _leads_to(r, gateway)), None)):
+            statuses.append(RouteStatus(RouteState.UNOWNED, dst, gateway, same, via))
+            changes.append(Change(Action.ADOPT, dst, gateway, protocol, same, via))
         elif foreign:
-            status(RouteState.CONFLICT, foreign[0])
+            statuses.append(RouteStatus(RouteState.CONFLICT, dst, gateway, foreign[0], via))
             if force:
-                changes.append(change(Action.OVERRIDE, foreign[0]))
+                changes.append(Change(Action.OVERRIDE, dst, gateway, protocol, foreign[0], via))
         else:
-            status(RouteState.MISSING, None)
-            changes.append(change(Action.ADD, None))
+            statuses.append(RouteStatus(RouteState.MISSING, dst, gateway, None, via))
+            changes.append(Change(Action.ADD, dst, gateway, protocol, None, via))
         for route in extra:  # duplicates of ours in other metric slots
-            changes.append(Change(Action.REMOVE, want.dst, route.gateway, protocol, route))
+            changes.append(Change(Action.REMOVE, dst, route.gateway, protocol, route))
         for route in elsewhere:
-            status(RouteState.OTHER_METRIC, route)
+            statuses.append(RouteStatus(RouteState.OTHER_METRIC, dst, gateway, route, via))
     for dst, routes in by_dst.items():
         if dst in wanted:
             continue
