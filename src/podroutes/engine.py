@@ -139,6 +139,27 @@ async def read_state(session: ShellSession,
     return _routes(await session.run_many(_reads()), session.host, Known.of(desired))
 
 
+class _KnownLater:
+    """:class:`Known` for a host's desired routes, built once, and only when a table read
+    is big enough for it to pay (a cold host's table is not), or while the host is busy
+    with the batch."""
+
+    _WORTH_IT = 64 << 10  # bytes of ``ip -j`` output, ~700 routes
+
+    def __init__(self, desired: Sequence[PlannedRoute]) -> None:
+        self._desired = desired
+        self._known: Known | None = None
+
+    def get(self) -> Known:
+        if self._known is None:
+            self._known = Known.of(self._desired)
+        return self._known
+
+    def for_reads(self, results: Sequence[CommandResult]) -> Known:
+        size = sum(len(r.stdout) for r in results)
+        return self.get() if size > self._WORTH_IT else NOTHING_KNOWN
+
+
 def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
     """The networks a host reaches without a gateway (its link-scope routes)."""
     return [(r.dst, r.dev) for r in routes
@@ -178,7 +199,7 @@ def _failed_lines(changes: Sequence[Change], stderr: str) -> dict[int, str]:
 
 
 async def _preflight(
-    session: ShellSession, write: bool, lock_wait: float, known: Known
+    session: ShellSession, write: bool, lock_wait: float, known: _KnownLater
 ) -> tuple[list[Route], bool]:
     """Identity, ``ip``, the lock (when writing) and both tables, in one round trip.
     Returns the routes and whether the session is root (else ``sudo -n`` works)."""
@@ -212,7 +233,8 @@ async def _preflight(
                 why if why.startswith("cannot") else
                 f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
                 f"(--lock-wait) {why}".strip())
-    return _routes(results[-2:], session.host, known), uid.stdout.strip() == "0"
+    reads = results[-2:]
+    return _routes(reads, session.host, known.for_reads(reads)), uid.stdout.strip() == "0"
 
 
 async def _converge(
@@ -224,7 +246,7 @@ async def _converge(
     writing = write and not dry_run
     await failpoints.reach("connect", host.name)
     async with transport.session(host) as session:
-        known = Known.of(desired)
+        known = _KnownLater(desired)
         observed, is_root = await _preflight(session, writing, lock_wait, known)
         before = diff(desired, observed, protocol, force)
         outcome.before = before
@@ -241,15 +263,22 @@ async def _converge(
             changed = [f for f in Family if any(Family.of(c.dst) is f for c in sent)]
             prefix: tuple[str, ...] = () if is_root else ("sudo", "-n")
             batch = "".join(c.batch_line() + "\n" for c in sent)
+            fault = failpoints.pause_for("batch", host.name)
+
+            async def meanwhile() -> None:  # sent, not yet answered: the host is busy
+                known.get()
+                if fault is not None:
+                    await fault()
+
             result, *reread = await session.run_many(
                 [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *_reads(changed)],
-                pause=failpoints.pause_for("batch", host.name))
+                pause=meanwhile)
             outcome.applied = True
             failed = _failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:
                 failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
             after = [r for r in observed if r.family not in changed]
-            after += _routes(reread, host.name, known, changed)
+            after += _routes(reread, host.name, known.get(), changed)
         await failpoints.reach("verify", host.name)
         outcome.after = diff(desired, after, protocol, force=False)
     outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)

@@ -24,15 +24,17 @@ class RoutePlan:
         return tuple(self._iter_routes(host))
 
     def _iter_routes(self, host: Host) -> Iterator[PlannedRoute]:
+        # A host without an address of a family cannot reach that family's gateways.
+        reachable = {a.version for a in host.addresses}
         for other in self.inventory.hosts:
             if other.name == host.name:
                 continue
             for cidr in other.pod_cidrs:
-                family = Family.of(cidr)
-                gateway = other.address(family)
-                # A host without an address of this family cannot reach the gateway.
-                if gateway is not None and host.address(family) is not None:
-                    yield PlannedRoute(dst=cidr, gateway=gateway, via_host=other.name)
+                if cidr.version not in reachable:
+                    continue
+                gateway = next((a for a in other.addresses if a.version == cidr.version), None)
+                if gateway is not None:
+                    yield PlannedRoute(cidr, gateway, other.name)
 
     def __iter__(self) -> Iterator[tuple[Host, tuple[PlannedRoute, ...]]]:
         for host in self.inventory.hosts:

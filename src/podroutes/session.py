@@ -77,6 +77,10 @@ class ShellSession:
             )
         except OSError as exc:
             raise TransportError(self.host, f"cannot start {self.argv[0]}: {exc}") from exc
+        # Writes complete only once everything is in the pipe: when run_many's pause runs,
+        # the host has all the commands and works on them without this event loop.
+        assert self._proc.stdin is not None
+        self._proc.stdin.transport.set_write_buffer_limits(high=0)
         try:
             # Synchronise: whatever the login prints (banners, rc files) comes before this
             # marker. It is not waited for here: the first commands go out right behind it
@@ -127,7 +131,8 @@ class ShellSession:
                        pause: Pause | None = None) -> list[CommandResult]:
         """Send every command at once, then read the results: one round trip in all.
 
-        ``pause`` runs between sending and reading (a fault-injection point in tests).
+        ``pause`` runs between sending and reading: the host already has every command
+        (a fault-injection point in tests; work to do while the host is busy).
         """
         script = "".join(self._frame(c) for c in commands)
         await self._write(script)
