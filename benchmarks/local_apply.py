@@ -14,7 +14,9 @@ run, from a table without any of those routes:
   (an agent has its desired state already); the Python start-up of the CLI is not counted;
 - reading, with the N routes installed: ``ip -n NS -j route show table main`` plus
   ``json.loads`` (the reference) against podroutes' read of both tables through its
-  local shell session, parsed into routes, and against a whole no-op local apply.
+  local shell session, parsed into routes: a first read, and the same table read again
+  with the :class:`~podroutes.iproute.RouteCache` of the first (what the agent's periodic
+  resync does); and a whole no-op local apply.
 
 Also ``ip -batch`` of N routes all via ONE gateway, for scale: the kernel installs those
 much faster than N routes via N gateways (every distinct gateway costs the kernel a new
@@ -36,10 +38,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from podroutes.engine import read_state, run_hosts
 from podroutes.inventory import load
+from podroutes.iproute import RouteCache
+from podroutes.model import Host, PlannedRoute
 from podroutes.plan import RoutePlan, plan
 from podroutes.transport import LocalTransport
 
@@ -79,10 +83,10 @@ def apply_local(ns: str, route_plan: RoutePlan) -> None:
     assert outcome.error is None and outcome.converged, outcome.error
 
 
-async def podroutes_read(ns: str, route_plan: RoutePlan) -> int:
-    host = route_plan.inventory.hosts[0]
+async def podroutes_read(ns: str, host: Host, desired: Sequence[PlannedRoute],
+                         cache: RouteCache | None) -> int:
     async with LocalTransport(ns).session(host) as session:
-        routes = await read_state(session, route_plan.routes_for(host))
+        routes = await read_state(session, desired, cache)
     return len(routes)
 
 
@@ -99,6 +103,7 @@ def main() -> int:
     ns = f"prt{secrets.token_hex(3)}-local"
     route_plan = plan(load(machines(args.routes), "bench-machines.txt"))
     host = route_plan.inventory.hosts[0]
+    desired = route_plan.routes_for(host)  # the plan: known before anything is read
     lines = "".join(f"route replace {r.dst} via {r.gateway} proto {OWN}\n"
                     for r in route_plan.routes_for(host))
     one_gateway = "".join(f"route replace {r.dst} via 192.168.0.2 proto {OWN}\n"
@@ -106,7 +111,8 @@ def main() -> int:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     results: dict[str, list[float]] = {k: [] for k in (
         "ip -batch", "podroutes apply", "ip -batch, one gateway",
-        "ip -j route + json.loads", "podroutes read", "podroutes no-op apply")}
+        "ip -j route + json.loads", "podroutes read", "podroutes read again",
+        "podroutes no-op apply")}
     try:
         ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
         ip(ns, "addr", "add", "192.168.0.1/16", "dev", "eth0")
@@ -125,12 +131,15 @@ def main() -> int:
             results["ip -j route + json.loads"].append(timed(
                 lambda: json.loads(ip(ns, "-j", "route", "show", "table", "main"))))
             count = 0
+            cache = RouteCache()
 
-            def read() -> None:
+            def read(cache: RouteCache = cache) -> None:
                 nonlocal count
-                count = asyncio.run(podroutes_read(ns, route_plan))
+                count = asyncio.run(podroutes_read(ns, host, desired, cache))
 
             results["podroutes read"].append(timed(read))
+            assert count >= args.routes, count
+            results["podroutes read again"].append(timed(read))
             assert count >= args.routes, count
             results["podroutes no-op apply"].append(
                 timed(lambda: apply_local(ns, route_plan)))
@@ -146,7 +155,9 @@ def main() -> int:
     print(f"  apply speed, podroutes / ip -batch: {med['ip -batch'] / med['podroutes apply']:.2f}x"
           " (target >= 0.8x)")
     print(f"  read time, podroutes / ip -j route: "
-          f"{med['podroutes read'] / med['ip -j route + json.loads']:.2f}x (target <= 1.5x)")
+          f"{med['podroutes read'] / med['ip -j route + json.loads']:.2f}x first read, "
+          f"{med['podroutes read again'] / med['ip -j route + json.loads']:.2f}x read again "
+          "(target <= 1.5x)")
     return 0
 
 

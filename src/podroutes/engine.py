@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,15 @@ from dataclasses import dataclass, field
 from podroutes import failpoints
 from podroutes.diff import Action, Change, HostDiff, RouteState, diff
 from podroutes.errors import HostCommandError, PodroutesError
-from podroutes.iproute import NOTHING_KNOWN, Known, parse_routes, read_routes_argv
-from podroutes.model import Family, Host, IPNetwork, PlannedRoute, Route
+from podroutes.iproute import (
+    NOTHING_KNOWN,
+    Known,
+    RouteCache,
+    parse_routes,
+    read_routes_argv,
+    text_of,
+)
+from podroutes.model import MAIN_TABLE, PROTOCOL_NAMES, Family, Host, IPNetwork, PlannedRoute, Route
 from podroutes.plan import RoutePlan
 from podroutes.session import Command, CommandResult, ShellSession
 from podroutes.transport import Transport
@@ -116,48 +124,77 @@ class HostOutcome:
         return [r for r in self.results if r.outcome is not ChangeOutcome.APPLIED]
 
 
-def _routes(results: Sequence[CommandResult], host: str, known: Known = NOTHING_KNOWN,
-            families: Sequence[Family] = tuple(Family)) -> list[Route]:
-    routes: list[Route] = []
-    for family, result in zip(families, results, strict=True):
-        if result.status != 0:
-            if family is Family.V6 and "not supported" in result.stderr.lower():
-                continue  # IPv6 disabled on this host: nothing of that family to manage
-            raise HostCommandError(host, result.command, result.status, result.stderr)
-        routes += parse_routes(result.stdout, family, known=known)
-    return routes
-
-
 def _reads(families: Sequence[Family] = tuple(Family)) -> list[Command]:
     return [Command(tuple(read_routes_argv(f))) for f in families]
 
 
-async def read_state(session: ShellSession,
-                     desired: Sequence[PlannedRoute] = ()) -> list[Route]:
-    """Both families' main tables in one round trip; the addresses ``desired`` names are
-    taken from it rather than parsed again (see :class:`~podroutes.iproute.Known`)."""
-    return _routes(await session.run_many(_reads()), session.host, Known.of(desired))
-
-
-class _KnownLater:
-    """:class:`Known` for a host's desired routes, built once, and only when a table read
-    is big enough for it to pay (a cold host's table is not), or while the host is busy
-    with the batch."""
+class _Reader:
+    """Turns one host's table reads into routes: with :class:`Known` (the plan's own
+    address objects, built once and only when a table is big enough for it to pay: a cold
+    host's table is not), and through the caller's :class:`RouteCache`, if any."""
 
     _WORTH_IT = 64 << 10  # bytes of ``ip -j`` output, ~700 routes
 
-    def __init__(self, desired: Sequence[PlannedRoute]) -> None:
+    def __init__(self, desired: Sequence[PlannedRoute], cache: RouteCache | None) -> None:
         self._desired = desired
         self._known: Known | None = None
+        self.cache = cache
 
-    def get(self) -> Known:
+    def prepare(self) -> None:
+        """Build what parsing a big table needs (called while the host is busy)."""
         if self._known is None:
             self._known = Known.of(self._desired)
-        return self._known
 
-    def for_reads(self, results: Sequence[CommandResult]) -> Known:
-        size = sum(len(r.stdout) for r in results)
-        return self.get() if size > self._WORTH_IT else NOTHING_KNOWN
+    def expect(self, changes: Sequence[Change], connected: list[tuple[IPNetwork, str | None]],
+               protocol: int) -> None:
+        """The routes ``changes`` are about to make, parsed ahead as ``ip`` will print them
+        (while the host runs the batch), so that reading them back is a lookup. A route
+        the kernel prints otherwise is parsed then, as always."""
+        if self.cache is None:
+            self.cache = RouteCache()
+        self.prepare()
+        assert self._known is not None
+        proto = str(protocol)
+        for c in changes:
+            if c.action is Action.REMOVE or c.gateway is None or (
+                    c.observed is not None and c.observed.onlink):
+                continue
+            dev = next((d for net, d in connected if c.gateway in net), None)
+            if dev is None:
+                continue
+            family = Family.of(c.dst)
+            metric = c.observed.metric if c.observed is not None else None
+            entry: dict[str, object] = {"dst": text_of(c.dst), "gateway": text_of(c.gateway),
+                                        "dev": dev, "protocol": proto, "flags": []}
+            if family is Family.V6:
+                entry.update(metric=metric or family.default_metric, pref="medium")
+            elif metric is not None:
+                entry["metric"] = metric
+            self.cache.expect(entry, family, MAIN_TABLE, PROTOCOL_NAMES, self._known)
+
+    def routes(self, results: Sequence[CommandResult], host: str,
+               families: Sequence[Family] = tuple(Family)) -> list[Route]:
+        known = NOTHING_KNOWN
+        warm = self.cache is not None and len(self.cache) > 0  # misses will be few
+        if self._known is not None or (
+                not warm and sum(len(r.stdout) for r in results) > self._WORTH_IT):
+            self.prepare()
+            assert self._known is not None
+            known = self._known
+        routes: list[Route] = []
+        for family, result in zip(families, results, strict=True):
+            if result.status != 0:
+                if family is Family.V6 and "not supported" in result.stderr.lower():
+                    continue  # IPv6 disabled on this host: nothing of that family to manage
+                raise HostCommandError(host, result.command, result.status, result.stderr)
+            routes += parse_routes(result.stdout, family, known=known, cache=self.cache)
+        return routes
+
+
+async def read_state(session: ShellSession, desired: Sequence[PlannedRoute] = (),
+                     cache: RouteCache | None = None) -> list[Route]:
+    """Both families' main tables in one round trip, parsed as apply parses them."""
+    return _Reader(desired, cache).routes(await session.run_many(_reads()), session.host)
 
 
 def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
@@ -199,7 +236,7 @@ def _failed_lines(changes: Sequence[Change], stderr: str) -> dict[int, str]:
 
 
 async def _preflight(
-    session: ShellSession, write: bool, lock_wait: float, known: _KnownLater
+    session: ShellSession, write: bool, lock_wait: float, reader: _Reader
 ) -> tuple[list[Route], bool]:
     """Identity, ``ip``, the lock (when writing) and both tables, in one round trip.
     Returns the routes and whether the session is root (else ``sudo -n`` works)."""
@@ -234,20 +271,20 @@ async def _preflight(
                 f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
                 f"(--lock-wait) {why}".strip())
     reads = results[-2:]
-    return _routes(reads, session.host, known.for_reads(reads)), uid.stdout.strip() == "0"
+    return reader.routes(reads, session.host), uid.stdout.strip() == "0"
 
 
 async def _converge(
     transport: Transport, host: Host, route_plan: RoutePlan, protocol: int, *,
-    force: bool, dry_run: bool, write: bool, lock_wait: float,
+    force: bool, dry_run: bool, write: bool, lock_wait: float, cache: RouteCache | None,
 ) -> HostOutcome:
     outcome = HostOutcome(host)
     desired = route_plan.routes_for(host)
     writing = write and not dry_run
     await failpoints.reach("connect", host.name)
     async with transport.session(host) as session:
-        known = _KnownLater(desired)
-        observed, is_root = await _preflight(session, writing, lock_wait, known)
+        reader = _Reader(desired, cache)
+        observed, is_root = await _preflight(session, writing, lock_wait, reader)
         before = diff(desired, observed, protocol, force)
         outcome.before = before
         if not writing or not before.changes:
@@ -266,7 +303,7 @@ async def _converge(
             fault = failpoints.pause_for("batch", host.name)
 
             async def meanwhile() -> None:  # sent, not yet answered: the host is busy
-                known.get()
+                reader.expect(sent, connected, protocol)
                 if fault is not None:
                     await fault()
 
@@ -278,7 +315,7 @@ async def _converge(
             if result.status != 0 and not failed:
                 failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
             after = [r for r in observed if r.family not in changed]
-            after += _routes(reread, host.name, known.get(), changed)
+            after += reader.routes(reread, host.name, changed)
         await failpoints.reach("verify", host.name)
         outcome.after = diff(desired, after, protocol, force=False)
     outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
@@ -313,6 +350,7 @@ async def run_hosts(
     states: dict[str, HostState] | None = None,
     only: Sequence[str] | None = None,
     on_done: Callable[[HostOutcome], None] | None = None,
+    cache: RouteCache | None = None,
 ) -> list[HostOutcome]:
     """Converge (``write``) or inspect every host in parallel; one outcome per host.
 
@@ -320,9 +358,32 @@ async def run_hosts(
     which hosts finished, which were interrupted and which never started. ``only``
     limits the run to those host names (the rest of the inventory still shapes the plan).
     ``on_done`` is called with each host's outcome as it finishes (progress display).
+    ``cache`` keeps parsed routes from run to run (the agent's resyncs read the same
+    table again and again).
     """
     gate = asyncio.Semaphore(max(1, parallel))
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
+    # No cyclic garbage collection during the run (reference counting frees what it
+    # makes; it makes no cycles worth a pass): reading and diffing 10,000 routes allocates
+    # enough to trigger several full passes over everything alive, inventory included.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return await _run_all(hosts, gate, transport, route_plan, protocol, write=write,
+                              force=force, dry_run=dry_run, timeout=timeout,
+                              lock_wait=lock_wait, states=states, on_done=on_done,
+                              cache=cache)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+async def _run_all(
+    hosts: list[Host], gate: asyncio.Semaphore, transport: Transport, route_plan: RoutePlan,
+    protocol: int, *, write: bool, force: bool, dry_run: bool, timeout: float,
+    lock_wait: float, states: dict[str, HostState] | None,
+    on_done: Callable[[HostOutcome], None] | None, cache: RouteCache | None,
+) -> list[HostOutcome]:
     track = states if states is not None else {}
     track.update({h.name: HostState.PENDING for h in hosts})
 
@@ -333,7 +394,7 @@ async def run_hosts(
                 async with asyncio.timeout(timeout):
                     outcome = await _converge(
                         transport, host, route_plan, protocol, force=force, dry_run=dry_run,
-                        write=write, lock_wait=lock_wait)
+                        write=write, lock_wait=lock_wait, cache=cache)
             except TimeoutError:
                 outcome = HostOutcome(host, error=f"timed out after {timeout:g}s (--timeout): "
                                                   "the host or its sshd hangs")

@@ -8,6 +8,7 @@ so no inventory field can inject ``ip`` or shell syntax.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,15 +78,90 @@ def text_of(value: IPAddress | IPNetwork) -> str:
 NOTHING_KNOWN = Known({}, {})
 
 
+#: The keys of an ``ip -j route`` entry that a :class:`RouteCache` key covers; an entry
+#: with any other key (``nexthops``, ``expires``, ``encap``, ...) is always parsed.
+_PLAIN_KEYS = frozenset({"dst", "gateway", "dev", "protocol", "scope", "prefsrc", "metric",
+                         "flags", "type", "table", "pref"})
+
+
+_NO_FLAGS: list[str] = []  # never changed: the default of an entry without "flags"
+
+
+class RouteCache:
+    """Routes parsed before, by what ``ip`` printed for them.
+
+    A table read again (the agent's periodic resync) then costs a dictionary lookup per
+    unchanged route instead of building it again. Routes are immutable values, so one
+    can be handed out any number of times. Used with one protocol-name mapping; holds at
+    most ``limit`` routes (emptied when full, so routes that left are forgotten).
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._routes: dict[tuple[object, ...], Route] = {}
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def parse(self, data: list[Any], family: Family, table: int,
+              protocol_names: Mapping[str, int], known: Known) -> list[Route]:
+        routes = self._routes
+        out: list[Route] = []
+        for entry in data:
+            key = _cache_key(entry, family, table)
+            if key is not None:
+                try:
+                    hit = routes.get(key)
+                except TypeError:  # a value no ``ip`` prints: parsed the long way
+                    hit = key = None
+                if hit is not None:
+                    out.append(hit)
+                    continue
+            route = _route(entry, family, table, protocol_names, known)
+            if key is not None:
+                self._store(key, route)
+            out.append(route)
+        return out
+
+    def expect(self, entry: dict[str, Any], family: Family, table: int,
+               protocol_names: Mapping[str, int], known: Known) -> None:
+        """Parse ``entry``, the way ``ip`` will print a route about to be made, ahead of
+        time (apply does it while the host runs the batch): reading it back is a lookup.
+        A wrong guess costs nothing but the work: it is simply never looked up."""
+        key = _cache_key(entry, family, table)
+        if key is not None and key not in self._routes:
+            with contextlib.suppress(ParseError):
+                self._store(key, _route(entry, family, table, protocol_names, known))
+
+    def _store(self, key: tuple[object, ...], route: Route) -> None:
+        if len(self._routes) >= self.limit:
+            self._routes.clear()
+        self._routes[key] = route
+
+
+def _cache_key(entry: object, family: Family, table: int) -> tuple[object, ...] | None:
+    """Everything of a plain entry that makes its route; ``None`` for any other entry."""
+    if type(entry) is dict and entry.keys() <= _PLAIN_KEYS:
+        flags, metric = entry.get("flags", _NO_FLAGS), entry.get("metric")
+        if type(flags) is list and (metric is None or type(metric) is int):
+            return (family, table, entry.get("dst"), entry.get("gateway"), entry.get("dev"),
+                    entry.get("protocol"), entry.get("scope"), metric, entry.get("type"),
+                    entry.get("table"), entry.get("pref"), *flags)
+    return None
+
+
 def parse_routes(
     text: str,
     family: Family,
     table: int = MAIN_TABLE,
     protocol_names: Mapping[str, int] = PROTOCOL_NAMES,
     known: Known = NOTHING_KNOWN,
+    cache: RouteCache | None = None,
 ) -> list[Route]:
     """Parse ``ip -j -4|-6 route show table N`` output into canonical routes."""
     data = json_list(text, "ip -j route")
+    if cache is not None:
+        return cache.parse(data, family, table, protocol_names, known)
     return [_route(entry, family, table, protocol_names, known) for entry in data]
 
 

@@ -415,3 +415,68 @@ def test_the_parsers_constructor_builds_the_same_frozen_route() -> None:
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
     with pytest.raises(FrozenInstanceError):
         fast.gateway = None  # type: ignore[misc]
+
+
+# --- the route cache (a table read again) -------------------------------------------------
+
+
+def _v4_text() -> str:
+    return (DATA / "ip-j-route-v4.json").read_text()
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_a_cached_read_gives_the_same_routes_and_reuses_them(family: Family) -> None:
+    from podroutes.iproute import RouteCache
+
+    text = (DATA / f"ip-j-route-v{family.value}.json").read_text()
+    cache = RouteCache()
+    first = parse_routes(text, family, cache=cache)
+    again = parse_routes(text, family, cache=cache)
+    assert first == again == parse_routes(text, family)
+    plain = [e for e in json.loads(text) if set(e) <= {"dst", "gateway", "dev", "protocol",
+             "scope", "prefsrc", "metric", "flags", "type", "table", "pref"}]
+    assert len(cache) == len(plain) > 0
+    # the plain entries come back as the very same objects; the others are parsed again
+    assert sum(a is b for a, b in zip(first, again, strict=True)) == len(plain)
+
+
+def test_the_cache_tells_apart_what_ip_tells_apart() -> None:
+    from podroutes.iproute import RouteCache
+
+    cache = RouteCache()
+    base = {"dst": "10.200.1.0/24", "gateway": "192.168.10.102", "dev": "eth0",
+            "protocol": "147", "flags": []}
+    variants = [base, {**base, "metric": 100}, {**base, "flags": ["onlink"]},
+                {**base, "protocol": "static"}, {**base, "table": "100"},
+                {**base, "gateway": "192.168.10.103"}, {**base, "type": "blackhole"}]
+    for _ in range(2):
+        for variant in variants:
+            [cached] = parse_routes(json.dumps([variant]), Family.V4, cache=cache)
+            assert cached == parse_routes(json.dumps([variant]), Family.V4)[0]
+    assert len(cache) == len(variants)
+    # the cache key includes the family and the table asked for
+    [other_table] = parse_routes(json.dumps([base]), Family.V4, table=100, cache=cache)
+    assert other_table.table == 100
+
+
+def test_bad_entries_still_fail_with_a_cache_and_are_never_cached() -> None:
+    from podroutes.iproute import RouteCache
+
+    cache = RouteCache()
+    for text, phrase in [('[{"dst": "10.0.0.0/33"}]', "bad address"),
+                         ('[{"dst": {"x": 1}}]', "bad address"),
+                         ('[{"gateway": "10.0.0.1"}]', "without a destination")]:
+        for _ in range(2):
+            with pytest.raises(ParseError, match=phrase):
+                parse_routes(text, Family.V4, cache=cache)
+    assert len(cache) == 0
+
+
+def test_a_full_cache_starts_over() -> None:
+    from podroutes.iproute import RouteCache
+
+    cache = RouteCache(limit=3)
+    entries = [{"dst": f"10.200.{i}.0/24", "dev": "eth0"} for i in range(5)]
+    routes = parse_routes(json.dumps(entries), Family.V4, cache=cache)
+    assert [str(r.dst) for r in routes] == [e["dst"] for e in entries]
+    assert len(cache) == 2  # emptied at the 4th, then the 4th and 5th

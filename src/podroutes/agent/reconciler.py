@@ -23,6 +23,7 @@ from podroutes.agent.convergence import Tally, in_sync, owned_routes, phases, re
 from podroutes.agent.nodes import ClusterView
 from podroutes.diff import HostDiff
 from podroutes.engine import ChangeOutcome, HostOutcome, run_hosts
+from podroutes.iproute import RouteCache
 from podroutes.model import Host, Inventory, IPAddress, IPNetwork
 from podroutes.plan import RoutePlan
 from podroutes.transport import Transport
@@ -89,11 +90,13 @@ class Reconciler:
         self._owned: dict[IPNetwork, IPAddress | None] | None = None
         #: The gateway each destination last had in sync (what a repair puts back).
         self._good: dict[IPNetwork, IPAddress | None] = {}
+        #: Routes parsed by earlier reconciles: a resync of an unchanged table is lookups.
+        self._cache = RouteCache()
 
     async def _run(self, inventory: Inventory, write: bool) -> HostOutcome:
         (outcome,) = await run_hosts(self.transport, RoutePlan(inventory), self.protocol,
                                      write=write, only=[self.node], timeout=self.timeout,
-                                     lock_wait=self.lock_wait)
+                                     lock_wait=self.lock_wait, cache=self._cache)
         return outcome
 
     def _not_routable(self, view: ClusterView) -> ReconcileResult:
