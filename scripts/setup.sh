@@ -57,4 +57,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/python -m pip install -q -e '.[test]'
   echo "$want" > "$stamp"
 fi
+# Byte-compile the package once: this environment sets PYTHONDONTWRITEBYTECODE, so
+# without it every podroutes start would compile its modules again (~0.1 s).
+.venv/bin/python -m compileall -q src >/dev/null
 export PATH="$REPO/.venv/bin:$PATH"
