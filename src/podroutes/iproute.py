@@ -90,8 +90,9 @@ _NO_FLAGS: list[str] = []  # never changed: the default of an entry without "fla
 class RouteCache:
     """Routes parsed before, by what ``ip`` printed for them.
 
-    A table read again (the agent's periodic resync) then costs a dictionary lookup per
-    unchanged route instead of building it again. Routes are immutable values, so one
+    A table read again (the agent's periodic resync) then costs one string comparison if
+    nothing changed, else a dictionary lookup per unchanged route instead of building it
+    again. Routes are immutable values, so one
     can be handed out any number of times. Used with one protocol-name mapping; holds at
     most ``limit`` routes (emptied when full, so routes that left are forgotten).
     """
@@ -99,9 +100,22 @@ class RouteCache:
     def __init__(self, limit: int = 100_000) -> None:
         self.limit = limit
         self._routes: dict[tuple[object, ...], Route] = {}
+        #: The last output read per (family, table) and its routes: the same text again
+        #: (a resync of a table nothing changed) is one string comparison.
+        self._last: dict[tuple[Family, int], tuple[str, list[Route]]] = {}
 
     def __len__(self) -> int:
         return len(self._routes)
+
+    def parse_text(self, text: str, family: Family, table: int,
+                   protocol_names: Mapping[str, int], known: Known) -> list[Route]:
+        last = self._last.get((family, table))
+        if last is not None and last[0] == text:
+            return list(last[1])
+        routes = self.parse(json_list(text, "ip -j route"), family, table, protocol_names,
+                            known)
+        self._last[(family, table)] = (text, routes)
+        return list(routes)
 
     def parse(self, data: list[Any], family: Family, table: int,
               protocol_names: Mapping[str, int], known: Known) -> list[Route]:
@@ -159,9 +173,9 @@ def parse_routes(
     cache: RouteCache | None = None,
 ) -> list[Route]:
     """Parse ``ip -j -4|-6 route show table N`` output into canonical routes."""
-    data = json_list(text, "ip -j route")
     if cache is not None:
-        return cache.parse(data, family, table, protocol_names, known)
+        return cache.parse_text(text, family, table, protocol_names, known)
+    data = json_list(text, "ip -j route")
     return [_route(entry, family, table, protocol_names, known) for entry in data]
 
 
