@@ -13,7 +13,7 @@ from rich.table import Table
 from podroutes import lab as labmod
 from podroutes.errors import LabError
 from podroutes.labseed import MANAGERS
-from podroutes.smoke import Ping, matrix
+from podroutes.smoke import Ping, matrix, neighbour_table_fulls
 
 _name = click.option("--name", default="podroutes", show_default=True, help="Lab name.")
 
@@ -127,14 +127,22 @@ def smoke_command(name: str, as_json: bool) -> None:
     try:
         spec = labmod.load_spec(name)
         labmod.require_root()
+        fulls = neighbour_table_fulls()
         results = matrix(spec)
+        table_full = neighbour_table_fulls() > fulls
     except LabError as exc:
         _fail(exc)
         return
     failed = [r for r in results if not r.ok]
+    full_note = ("the kernel's neighbour (ARP/NDP) table was full during the smoke: it "
+                 "holds net.ipv4.neigh.default.gc_thresh3 entries (1024 by default) for ALL "
+                 "namespaces together, and a lab of about 30 nodes x 2 pods needs more; "
+                 "pairs can fail for want of an ARP entry, not of a route: try fewer nodes "
+                 "or pods, or stop other labs")
     if as_json:
         click.echo(json.dumps({
             "pairs": len(results), "failed": len(failed), "families": list(spec.families),
+            "neighbour_table_full": table_full,
             "results": [{"src": r.src.name, "dst": r.dst.name, "family": r.family,
                          "dst_address": r.dst_address, "ok": r.ok, "detail": r.detail}
                         for r in results]}, indent=2))
@@ -154,6 +162,8 @@ def smoke_command(name: str, as_json: bool) -> None:
                                             f"[red]{bad} of {total} pairs failed[/]"))
     verdict = "[green]all pairs reach each other[/]" if not failed else \
         f"[red]{len(failed)} of {len(results)} pairs failed[/]"
+    if table_full:
+        out.print(f"[yellow]warning[/]: {full_note}")
     out.print(f"smoke: {verdict}")
     sys.exit(1 if failed else 0)
 

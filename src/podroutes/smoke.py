@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from podroutes.errors import LabError
 from podroutes.lab import LabSpec
@@ -300,6 +301,34 @@ def open_sockets(wanted: Sequence[tuple[str, int, str]]) -> list[socket.socket]:
     if failure:
         raise failure[0]
     return result[0]
+
+
+def neighbour_table_fulls() -> int:
+    """How often the kernel's neighbour tables (ARP and NDP) have been full so far: the
+    ``table_fulls`` column of ``/proc/net/stat/{arp,ndisc}_cache``, summed over CPUs.
+
+    Those tables are shared by every namespace and capped at ``gc_thresh3`` (1024 by
+    default) entries in all; a big lab can fill them, and then pairs fail for want of an
+    ARP entry, not of a route. Read-only; 0 where the files are missing."""
+    total = 0
+    for name in ("arp_cache", "ndisc_cache"):
+        try:
+            total += table_fulls(Path(f"/proc/net/stat/{name}").read_text())
+        except OSError:
+            continue
+    return total
+
+
+def table_fulls(text: str) -> int:
+    """The ``table_fulls`` column of a ``/proc/net/stat/*_cache`` file (hex, one row per
+    CPU), summed; 0 if the file has no such column."""
+    lines = text.splitlines()
+    header = lines[0].split() if lines else []
+    if "table_fulls" not in header:
+        return 0
+    column = header.index("table_fulls")
+    return sum(int(row.split()[column], 16) for row in lines[1:]
+               if len(row.split()) > column)
 
 
 # --- the probe loop ------------------------------------------------------------------------

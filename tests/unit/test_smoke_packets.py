@@ -113,3 +113,20 @@ def test_only_the_answer_to_this_run_this_pair_from_the_pinged_address_counts() 
     finally:
         mine.close()
         theirs.close()
+
+
+def test_table_fulls_sums_the_column_over_cpus() -> None:
+    from podroutes.smoke import table_fulls
+
+    text = ("entries  allocs   destroys hash_grows lookups  hits     res_failed "
+            "rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs "
+            "unresolved_discards table_fulls\n"
+            "00000401 0000349b 00003ac9 00000004   000219e4 0000cac0 0000004e   00000000 "
+            "        00000000         000002e6         00003ae4       00000000            "
+            "00003acc\n"
+            "00000401 00000001 00000000 00000000   00000000 00000000 00000000   00000000 "
+            "        00000000         00000000         00000000       00000000            "
+            "00000010\n")
+    assert table_fulls(text) == 0x3ACC + 0x10
+    assert table_fulls("entries allocs\n00000001 00000002\n") == 0
+    assert table_fulls("") == 0
