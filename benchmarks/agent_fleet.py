@@ -43,79 +43,38 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import httpx2
-import kmock
-import yaml
-from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import Node
 from pyroute2 import AsyncIPRoute
 from pyroute2 import config as pyroute2_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' API double
+from tests.netns.conftest import ApiServer
 
 OWN = 147
 
 
 # --- the API server test double ---------------------------------------------------------
 
-class Api:
-    """kmock's KubernetesEmulator on 127.0.0.1, in a thread with its own event loop."""
+class Api(ApiServer):
+    """The tests' API server test double (kmock's KubernetesEmulator on 127.0.0.1, see
+    tests/netns/conftest.py), with a longer timeout and a way to load Nodes in bulk."""
 
     def __init__(self, directory: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._ready: Future[str] = Future()
-        self._stop: asyncio.Event | None = None
-        self.emulator: Any = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self._serving = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
-        url = self._ready.result(timeout=10)
         directory.mkdir(parents=True, exist_ok=True)
-        self.kubeconfig = directory / "kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "bench",
-            "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-            "users": [{"name": "bench", "user": {"token": "bench"}}],
-            "contexts": [{"name": "bench", "context": {"cluster": "kmock", "user": "bench"}}],
-        }))
-        self.client = Client(KubeConfig.from_file(self.kubeconfig), field_manager="bench",
-                             timeout=httpx2.Timeout(60.0))
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-            emulator.resources["v1/nodes"] = kmock.ResourceInfo(kind="Node", namespaced=False)
-            emulator.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True)
-            self.emulator = emulator
-            self._ready.set_result(str(server.url).rstrip("/"))
-            await self._stop.wait()
-
-    def in_loop(self, fn: Callable[[], Any]) -> Any:
-        async def call() -> Any:
-            return fn()
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=60)
+        super().__init__(directory, timeout=60.0)
 
     def store(self, objs: list[dict[str, Any]]) -> None:
         """Put Nodes straight into the emulator's store (no watch event: set-up only)."""
         def put() -> None:
+            assert self.emulator is not None
             for obj in objs:
                 self.emulator.objects["v1/nodes", None, obj["metadata"]["name"]] = obj
         self.in_loop(put)
-
-    def close(self) -> None:
-        self.client.close()
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        try:
-            self._serving.result(timeout=90)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
 
 
 def node(name: str, address: str, cidr: str) -> dict[str, Any]:

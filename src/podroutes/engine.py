@@ -363,27 +363,6 @@ async def run_hosts(
     """
     gate = asyncio.Semaphore(max(1, parallel))
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
-    # No cyclic garbage collection during the run (reference counting frees what it
-    # makes; it makes no cycles worth a pass): reading and diffing 10,000 routes allocates
-    # enough to trigger several full passes over everything alive, inventory included.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return await _run_all(hosts, gate, transport, route_plan, protocol, write=write,
-                              force=force, dry_run=dry_run, timeout=timeout,
-                              lock_wait=lock_wait, states=states, on_done=on_done,
-                              cache=cache)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-async def _run_all(
-    hosts: list[Host], gate: asyncio.Semaphore, transport: Transport, route_plan: RoutePlan,
-    protocol: int, *, write: bool, force: bool, dry_run: bool, timeout: float,
-    lock_wait: float, states: dict[str, HostState] | None,
-    on_done: Callable[[HostOutcome], None] | None, cache: RouteCache | None,
-) -> list[HostOutcome]:
     track = states if states is not None else {}
     track.update({h.name: HostState.PENDING for h in hosts})
 
@@ -405,7 +384,16 @@ async def _run_all(
                 on_done(outcome)
             return outcome
 
-    return list(await asyncio.gather(*(one(h) for h in hosts)))
+    # No cyclic garbage collection during the run (reference counting frees what it
+    # makes; it makes no cycles worth a pass): reading and diffing 10,000 routes allocates
+    # enough to trigger several full passes over everything alive, inventory included.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return list(await asyncio.gather(*(one(h) for h in hosts)))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def counts(d: HostDiff) -> dict[str, int]:

@@ -34,6 +34,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import kmock
 import pytest
 import yaml
@@ -123,7 +124,10 @@ def node(name: str, address: str | None, cidrs: list[str] | None = None,
 class ApiServer:
     """Test double for the Kubernetes API server: kmock's KubernetesEmulator on 127.0.0.1."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, timeout: float = 10.0) -> None:
+        #: How long a request (and a call into the emulator's thread) may take; the fleet
+        #: benchmark, which loads thousands of Nodes on a busy machine, asks for more.
+        self.timeout = timeout
         self.loop = asyncio.new_event_loop()
         self._ready: Future[str] = Future()
         self._stop: asyncio.Event | None = None
@@ -139,7 +143,8 @@ class ApiServer:
             "users": [{"name": "agent", "user": {"token": "test-token"}}],
             "contexts": [{"name": "test", "context": {"cluster": "kmock", "user": "agent"}}],
         }))
-        self.client = Client(KubeConfig.from_file(self.kubeconfig), field_manager="test")
+        self.client = Client(KubeConfig.from_file(self.kubeconfig), field_manager="test",
+                             timeout=httpx2.Timeout(timeout))
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
@@ -154,15 +159,17 @@ class ApiServer:
         self.client.close()
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
-        self._serving.result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+        try:
+            self._serving.result(timeout=self.timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
 
     def in_loop(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in the emulator's thread (its state is not shared across threads)."""
         async def call() -> Any:
             return fn()
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=10)
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=self.timeout)
 
     # --- the cluster, changed through the API ------------------------------------------------
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import kmock
 import pytest
-import yaml
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Node
 
@@ -53,19 +52,6 @@ class Recorder:
 
     def hosts(self) -> list[str]:
         return [h.name for h in self.views[-1][0].inventory]
-
-
-@pytest.fixture
-def kubeconfig(kmock: kmock.KubernetesEmulator, tmp_path: Path) -> Path:
-    kmock.resources["v1/nodes"] = kmock.ResourceInfo(kind="Node", namespaced=False)
-    kmock.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True)
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url)}}],
-        "users": [{"name": "agent", "user": {"token": "test"}}],
-        "contexts": [{"name": "t", "context": {"cluster": "kmock", "user": "agent"}}]}))
-    return path
 
 
 async def test_the_reflector_publishes_changes_that_matter_only(
