@@ -42,9 +42,9 @@ from collections.abc import Callable, Sequence
 
 from podroutes.engine import read_state, run_hosts
 from podroutes.inventory import load
-from podroutes.iproute import RouteCache
 from podroutes.model import Host, PlannedRoute
 from podroutes.plan import RoutePlan, plan
+from podroutes.routecache import RouteCache
 from podroutes.transport import LocalTransport
 
 OWN = 147

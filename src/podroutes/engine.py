@@ -32,16 +32,10 @@ from dataclasses import dataclass, field
 from podroutes import failpoints
 from podroutes.diff import Action, Change, HostDiff, RouteState, diff
 from podroutes.errors import HostCommandError, PodroutesError
-from podroutes.iproute import (
-    NOTHING_KNOWN,
-    Known,
-    RouteCache,
-    parse_routes,
-    read_routes_argv,
-    text_of,
-)
+from podroutes.iproute import NOTHING_KNOWN, Known, read_routes_argv
 from podroutes.model import MAIN_TABLE, PROTOCOL_NAMES, Family, Host, IPNetwork, PlannedRoute, Route
 from podroutes.plan import RoutePlan
+from podroutes.routecache import RouteCache
 from podroutes.session import Command, CommandResult, ShellSession
 from podroutes.transport import Transport
 
@@ -129,72 +123,40 @@ def _reads(families: Sequence[Family] = tuple(Family)) -> list[Command]:
 
 
 class _Reader:
-    """Turns one host's table reads into routes: with :class:`Known` (the plan's own
-    address objects, built once and only when a table is big enough for it to pay: a cold
-    host's table is not), and through the caller's :class:`RouteCache`, if any."""
-
-    _WORTH_IT = 64 << 10  # bytes of ``ip -j`` output, ~700 routes
+    """Turns one host's table reads into routes, through a :class:`RouteCache` (the
+    caller's, kept from run to run, or one for this run) and :class:`Known`: the plan's
+    own address objects and the text ``ip`` prints for its routes, built while the host
+    answers, unless the cache already holds most of the table."""
 
     def __init__(self, desired: Sequence[PlannedRoute], cache: RouteCache | None) -> None:
         self._desired = desired
-        self._known: Known | None = None
-        self.cache = cache
+        self._known = NOTHING_KNOWN
+        self.cache = cache if cache is not None else RouteCache()
 
-    def prepare(self) -> None:
-        """Build what parsing a big table needs (called while the host is busy)."""
-        if self._known is None:
+    async def prepare(self) -> None:
+        """Build what parsing the plan's routes needs (a ``run_many`` pause: the host has
+        the commands and works on them meanwhile)."""
+        if self._known is NOTHING_KNOWN and len(self.cache) < len(self._desired):
             self._known = Known.of(self._desired)
-
-    def expect(self, changes: Sequence[Change], connected: list[tuple[IPNetwork, str | None]],
-               protocol: int) -> None:
-        """The routes ``changes`` are about to make, parsed ahead as ``ip`` will print them
-        (while the host runs the batch), so that reading them back is a lookup. A route
-        the kernel prints otherwise is parsed then, as always."""
-        if self.cache is None:
-            self.cache = RouteCache()
-        self.prepare()
-        assert self._known is not None
-        proto = str(protocol)
-        for c in changes:
-            if c.action is Action.REMOVE or c.gateway is None or (
-                    c.observed is not None and c.observed.onlink):
-                continue
-            dev = next((d for net, d in connected if c.gateway in net), None)
-            if dev is None:
-                continue
-            family = Family.of(c.dst)
-            metric = c.observed.metric if c.observed is not None else None
-            entry: dict[str, object] = {"dst": text_of(c.dst), "gateway": text_of(c.gateway),
-                                        "dev": dev, "protocol": proto, "flags": []}
-            if family is Family.V6:
-                entry.update(metric=metric or family.default_metric, pref="medium")
-            elif metric is not None:
-                entry["metric"] = metric
-            self.cache.expect(entry, family, MAIN_TABLE, PROTOCOL_NAMES, self._known)
 
     def routes(self, results: Sequence[CommandResult], host: str,
                families: Sequence[Family] = tuple(Family)) -> list[Route]:
-        known = NOTHING_KNOWN
-        warm = self.cache is not None and len(self.cache) > 0  # misses will be few
-        if self._known is not None or (
-                not warm and sum(len(r.stdout) for r in results) > self._WORTH_IT):
-            self.prepare()
-            assert self._known is not None
-            known = self._known
         routes: list[Route] = []
         for family, result in zip(families, results, strict=True):
             if result.status != 0:
                 if family is Family.V6 and "not supported" in result.stderr.lower():
                     continue  # IPv6 disabled on this host: nothing of that family to manage
                 raise HostCommandError(host, result.command, result.status, result.stderr)
-            routes += parse_routes(result.stdout, family, known=known, cache=self.cache)
+            routes += self.cache.parse_text(result.stdout, family, MAIN_TABLE, PROTOCOL_NAMES,
+                                            self._known)
         return routes
 
 
 async def read_state(session: ShellSession, desired: Sequence[PlannedRoute] = (),
                      cache: RouteCache | None = None) -> list[Route]:
     """Both families' main tables in one round trip, parsed as apply parses them."""
-    return _Reader(desired, cache).routes(await session.run_many(_reads()), session.host)
+    reader = _Reader(desired, cache)
+    return reader.routes(await session.run_many(_reads(), reader.prepare), session.host)
 
 
 def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
@@ -245,7 +207,7 @@ async def _preflight(
         wait = str(max(0, int(lock_wait)))
         commands.append(Command(script=_LOCK_SCRIPT.replace("__WAIT__", wait)))
     commands += _reads()
-    results = await session.run_many(commands)
+    results = await session.run_many(commands, reader.prepare)
     # After the host answered (lock held, state read), before anything is decided: a test
     # can change the host here and know podroutes' view of it is already taken.
     await failpoints.reach("read", session.host)
@@ -302,14 +264,9 @@ async def _converge(
             batch = "".join(c.batch_line() + "\n" for c in sent)
             fault = failpoints.pause_for("batch", host.name)
 
-            async def meanwhile() -> None:  # sent, not yet answered: the host is busy
-                reader.expect(sent, connected, protocol)
-                if fault is not None:
-                    await fault()
-
             result, *reread = await session.run_many(
                 [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *_reads(changed)],
-                pause=meanwhile)
+                pause=fault)
             outcome.applied = True
             failed = _failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import secrets
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +22,7 @@ from types import TracebackType
 from podroutes.errors import HostCommandError, TransportError
 
 _STREAM_LIMIT = 1 << 26  # a 10,000-route table is ~1 MB of JSON
+_PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +68,37 @@ class ShellSession:
         self._ready = self._nonce + "_ready"
         self._synced = True
         self._proc: asyncio.subprocess.Process | None = None
+        self._stdout: asyncio.StreamReader | None = None
+        self._stdout_pipe: asyncio.ReadTransport | None = None
 
     async def __aenter__(self) -> ShellSession:
+        # stdout is a pipe of our own making, as big as the system allows (1 MiB on
+        # Linux): the host writes a whole 10,000-route table into it while podroutes
+        # works on something else, instead of stopping at 64 KiB until it is read.
+        out_read, out_write = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(out_write, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
                 stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=out_write,
                 stderr=asyncio.subprocess.PIPE,
                 limit=_STREAM_LIMIT,
             )
         except OSError as exc:
+            os.close(out_read)
             raise TransportError(self.host, f"cannot start {self.argv[0]}: {exc}") from exc
+        finally:
+            os.close(out_write)
+        stdout = self._stdout = asyncio.StreamReader(limit=_STREAM_LIMIT)
         # Writes complete only once everything is in the pipe: when run_many's pause runs,
         # the host has all the commands and works on them without this event loop.
         assert self._proc.stdin is not None
         self._proc.stdin.transport.set_write_buffer_limits(high=0)
         try:
+            self._stdout_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(out_read, "rb", 0))
             # Synchronise: whatever the login prints (banners, rc files) comes before this
             # marker. It is not waited for here: the first commands go out right behind it
             # and the first read skips past it, so opening costs no round trip of its own.
@@ -101,6 +118,14 @@ class ShellSession:
 
     async def close(self, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
+        pipe, self._stdout_pipe = self._stdout_pipe, None
+        try:
+            await self._end(proc, kill)
+        finally:
+            if pipe is not None:
+                pipe.close()
+
+    async def _end(self, proc: asyncio.subprocess.Process | None, kill: bool) -> None:
         if proc is None or proc.returncode is not None:
             return
         if not kill:
@@ -180,8 +205,8 @@ class ShellSession:
         :class:`TransportError` carrying the last thing the process said on stderr.
         """
         proc = self._require()
-        assert proc.stdout is not None and proc.stderr is not None
-        reads = [proc.stdout.readuntil(out_marker.encode())]
+        assert proc.stderr is not None and self._stdout is not None
+        reads = [self._stdout.readuntil(out_marker.encode())]
         if err_marker is not None:
             reads.append(proc.stderr.readuntil(err_marker.encode()))
         results = await asyncio.gather(*reads, return_exceptions=True)

@@ -1,5 +1,5 @@
-"""The engine's local path on a real kernel table: what it parses ahead is what ``ip``
-prints, in both families, and a cached read gives what a fresh parse gives.
+"""The engine's local path on a real kernel table: the routes it reads by their text
+(:mod:`podroutes.routecache`) are what parsing ``ip``'s output gives, in both families.
 
 Root: a throwaway namespace (``node_ns``, see conftest); nothing else is touched.
 """
@@ -13,8 +13,8 @@ import pytest
 from podroutes.diff import Action
 from podroutes.engine import read_state, run_hosts
 from podroutes.inventory import load
-from podroutes.iproute import RouteCache
 from podroutes.plan import plan
+from podroutes.routecache import RouteCache
 from podroutes.transport import LocalTransport
 from tests.netns.conftest import OWN, NodeNamespace
 
@@ -26,32 +26,33 @@ MACHINES = "".join(
     f"10.200.{i}.0/24,fd00:200:{i:x}::/64\n" for i in range(21))
 
 
-def test_the_routes_a_batch_makes_are_parsed_ahead_exactly_as_ip_prints_them(
+def test_the_routes_a_batch_makes_are_read_back_from_the_plan_as_ip_prints_them(
         node_ns: NodeNamespace) -> None:
     route_plan = plan(load(MACHINES, "machines.txt"))
+    host = route_plan.inventory.host("node-0")
+    desired = route_plan.routes_for(host)
     cache = RouteCache()
     (outcome,) = asyncio.run(run_hosts(LocalTransport(node_ns.name), route_plan, OWN,
                                        write=True, only=["node-0"], cache=cache))
     assert outcome.error is None and outcome.converged
     assert outcome.before is not None and outcome.before.count(Action.ADD) == 40  # 20 x 2
-    # Every route the batch made was read back as an object parsed ahead: the cache holds
-    # one entry per route of the final table. A wrong guess would leave its own entry
-    # behind and the route read back would add another (40 more).
-    table = node_ns.routes()
+    table = node_ns.routes()  # ip -j route, parsed the plain way
     owned = [r for r in table if r.protocol == OWN]
     assert len(owned) == 40
-    assert len(cache) == len(table)
     assert outcome.after is not None
-    read_back = {s.observed for s in outcome.after.statuses if s.observed is not None}
-    predicted = {r for r in read_back if r.protocol == OWN}
-    assert predicted == set(owned)  # equal values, both families, dev and metric included
-    before = len(cache)
-    host = route_plan.inventory.host("node-0")
+    read_back = [s.observed for s in outcome.after.statuses if s.observed is not None]
+    # Equal values, both families, dev and metric included; and made from the plan's own
+    # address objects (its heads): no address of a planned route was parsed again.
+    assert sorted(map(repr, read_back)) == sorted(map(repr, owned))
+    planned = {id(r.dst) for r in desired} | {id(r.gateway) for r in desired}
+    assert all(id(r.dst) in planned and id(r.gateway) in planned for r in read_back)
+    # Every route read is remembered by its text: the cache holds the final table once.
+    assert len(cache) == len(table)
 
     async def read(with_cache: RouteCache | None) -> list[object]:
         async with LocalTransport(node_ns.name).session(host) as session:
-            return list(await read_state(session, route_plan.routes_for(host), with_cache))
+            return list(await read_state(session, desired, with_cache))
 
     fresh = asyncio.run(read(None))
     assert asyncio.run(read(cache)) == fresh == node_ns.routes()
-    assert len(cache) == before  # nothing new: every route was known
+    assert len(cache) == len(table)  # nothing new: every route was known

@@ -402,7 +402,7 @@ def test_v6_direct_routes_are_link_scope_like_ipv4_ones() -> None:
 
 
 def test_the_parsers_constructor_builds_the_same_frozen_route() -> None:
-    from dataclasses import FrozenInstanceError, fields
+    from dataclasses import FrozenInstanceError, fields, replace
 
     from podroutes.model import make_route
 
@@ -412,90 +412,8 @@ def test_the_parsers_constructor_builds_the_same_frozen_route() -> None:
                   pref="medium", expires=30)
     assert [f.name for f in fields(Route)] == list(values)  # make_route's argument order
     fast, slow = make_route(*values.values()), Route(**values)  # type: ignore[arg-type]
+    assert type(fast) is Route and not hasattr(fast, "__dict__")
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert replace(fast, dev="eth1") == replace(slow, dev="eth1")
     with pytest.raises(FrozenInstanceError):
         fast.gateway = None  # type: ignore[misc]
-
-
-# --- the route cache (a table read again) -------------------------------------------------
-
-
-def _v4_text() -> str:
-    return (DATA / "ip-j-route-v4.json").read_text()
-
-
-@pytest.mark.parametrize("family", list(Family))
-def test_a_cached_read_gives_the_same_routes_and_reuses_them(family: Family) -> None:
-    from podroutes.iproute import RouteCache
-
-    text = (DATA / f"ip-j-route-v{family.value}.json").read_text()
-    cache = RouteCache()
-    first = parse_routes(text, family, cache=cache)
-    # the same routes, printed in another order: not the same text, so entry by entry
-    text = json.dumps(list(reversed(json.loads(text))))
-    again = list(reversed(parse_routes(text, family, cache=cache)))
-    assert first == again == list(reversed(parse_routes(text, family)))
-    plain = [e for e in json.loads(text) if set(e) <= {"dst", "gateway", "dev", "protocol",
-             "scope", "prefsrc", "metric", "flags", "type", "table", "pref"}]
-    assert len(cache) == len(plain) > 0
-    # the plain entries come back as the very same objects; the others are parsed again
-    assert sum(a is b for a, b in zip(first, again, strict=True)) == len(plain)
-
-
-def test_the_cache_tells_apart_what_ip_tells_apart() -> None:
-    from podroutes.iproute import RouteCache
-
-    cache = RouteCache()
-    base = {"dst": "10.200.1.0/24", "gateway": "192.168.10.102", "dev": "eth0",
-            "protocol": "147", "flags": []}
-    variants = [base, {**base, "metric": 100}, {**base, "flags": ["onlink"]},
-                {**base, "protocol": "static"}, {**base, "table": "100"},
-                {**base, "gateway": "192.168.10.103"}, {**base, "type": "blackhole"}]
-    for _ in range(2):
-        for variant in variants:
-            [cached] = parse_routes(json.dumps([variant]), Family.V4, cache=cache)
-            assert cached == parse_routes(json.dumps([variant]), Family.V4)[0]
-    assert len(cache) == len(variants)
-    # the cache key includes the family and the table asked for
-    [other_table] = parse_routes(json.dumps([base]), Family.V4, table=100, cache=cache)
-    assert other_table.table == 100
-
-
-def test_bad_entries_still_fail_with_a_cache_and_are_never_cached() -> None:
-    from podroutes.iproute import RouteCache
-
-    cache = RouteCache()
-    for text, phrase in [('[{"dst": "10.0.0.0/33"}]', "bad address"),
-                         ('[{"dst": {"x": 1}}]', "bad address"),
-                         ('[{"gateway": "10.0.0.1"}]', "without a destination")]:
-        for _ in range(2):
-            with pytest.raises(ParseError, match=phrase):
-                parse_routes(text, Family.V4, cache=cache)
-    assert len(cache) == 0
-
-
-def test_a_full_cache_starts_over() -> None:
-    from podroutes.iproute import RouteCache
-
-    cache = RouteCache(limit=3)
-    entries = [{"dst": f"10.200.{i}.0/24", "dev": "eth0"} for i in range(5)]
-    routes = parse_routes(json.dumps(entries), Family.V4, cache=cache)
-    assert [str(r.dst) for r in routes] == [e["dst"] for e in entries]
-    assert len(cache) == 2  # emptied at the 4th, then the 4th and 5th
-
-
-def test_the_same_output_again_gives_the_same_routes_without_parsing() -> None:
-    from podroutes.iproute import RouteCache
-
-    cache = RouteCache()
-    text = _v4_text()
-    first = parse_routes(text, Family.V4, cache=cache)
-    first.append(first[0])  # the caller's list is its own
-    again = parse_routes(text, Family.V4, cache=cache)
-    assert again == parse_routes(text, Family.V4) and len(again) == len(first) - 1
-    # another table, another family or other text is parsed for what it is
-    assert parse_routes(text, Family.V4, table=100, cache=cache)[0].table == 100
-    changed = json.dumps(json.loads(text)[1:])
-    assert parse_routes(changed, Family.V4, cache=cache) == parse_routes(changed, Family.V4)
-    with pytest.raises(ParseError):
-        parse_routes("not json", Family.V4, cache=cache)

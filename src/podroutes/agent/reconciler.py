@@ -23,9 +23,9 @@ from podroutes.agent.convergence import Tally, in_sync, owned_routes, phases, re
 from podroutes.agent.nodes import ClusterView
 from podroutes.diff import HostDiff
 from podroutes.engine import ChangeOutcome, HostOutcome, run_hosts
-from podroutes.iproute import RouteCache
 from podroutes.model import Host, Inventory, IPAddress, IPNetwork
 from podroutes.plan import RoutePlan
+from podroutes.routecache import RouteCache
 from podroutes.transport import Transport
 
 
