@@ -19,8 +19,9 @@ import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
-from podroutes.iproute import batch_line, route_spec
+from podroutes.iproute import add_line, batch_line, route_spec
 from podroutes.model import MAIN_TABLE, IPAddress, IPNetwork, PlannedRoute, Route
 
 
@@ -66,6 +67,8 @@ class Change:
     def batch_line(self) -> str:
         metric = self.observed.metric if self.observed is not None else None
         if self.action is Action.ADD:
+            if self.gateway is not None:
+                return add_line(self.dst, self.gateway, self.protocol)
             return batch_line("add", route_spec(self.dst, self.gateway, self.protocol))
         if self.action is Action.REMOVE:
             assert self.observed is not None
@@ -120,6 +123,35 @@ class HostDiff:
         return "".join(c.batch_line() + "\n" for c in self.changes)
 
 
+class _StatusDraft:
+    __slots__ = RouteStatus.__slots__
+
+
+class _ChangeDraft:
+    __slots__ = Change.__slots__
+
+
+def _status(state: RouteState, dst: IPNetwork, gateway: IPAddress, observed: Route | None,
+            via: str) -> RouteStatus:
+    """``RouteStatus(...)`` for diff's loop, in a fifth of the time (see make_route)."""
+    draft: Any = _StatusDraft()
+    draft.state, draft.dst, draft.desired_gateway = state, dst, gateway
+    draft.observed, draft.via_host = observed, via
+    draft.__class__ = RouteStatus
+    status: RouteStatus = draft
+    return status
+
+
+def _addition(dst: IPNetwork, gateway: IPAddress, protocol: int, via: str) -> Change:
+    """``Change(Action.ADD, ...)`` for diff's loop, in a fifth of the time."""
+    draft: Any = _ChangeDraft()
+    draft.action, draft.dst, draft.gateway, draft.protocol = Action.ADD, dst, gateway, protocol
+    draft.observed, draft.via_host = None, via
+    draft.__class__ = Change
+    change: Change = draft
+    return change
+
+
 def _relevant(observed: Iterable[Route]) -> dict[IPNetwork, list[Route]]:
     """Routes of the main table grouped by destination; other tables are not ours."""
     by_dst: dict[IPNetwork, list[Route]] = defaultdict(list)
@@ -140,22 +172,25 @@ def diff(
     force: bool = False,
 ) -> HostDiff:
     """The changes that make ``observed`` match ``desired`` without touching foreign routes
-    (unless ``force``), and the status of every desired or owned route."""
+    (unless ``force``), and the status of every desired or owned route.
+
+    ``desired`` holds at most one route per destination, as a plan does (pod CIDRs never
+    overlap): each desired route takes its destination's observed routes, and whatever
+    no desired route took is left to judge as stale or foreign.
+    """
     by_dst = _relevant(observed)
     changes: list[Change] = []
     statuses: list[RouteStatus] = []
-    wanted: set[IPNetwork] = set()
     for want in desired:
         dst, gateway, via = want.dst, want.gateway, want.via_host
-        wanted.add(dst)
-        present = by_dst.get(dst)
+        present = by_dst.pop(dst, None)
         if present is None:  # the common cases first: nothing there, or just ours, right
-            statuses.append(RouteStatus(RouteState.MISSING, dst, gateway, None, via))
-            changes.append(Change(Action.ADD, dst, gateway, protocol, None, via))
+            statuses.append(_status(RouteState.MISSING, dst, gateway, None, via))
+            changes.append(_addition(dst, gateway, protocol, via))
             continue
         if len(present) == 1 and present[0].protocol == protocol \
                 and _leads_to(present[0], gateway):
-            statuses.append(RouteStatus(RouteState.IN_SYNC, dst, gateway, present[0], via))
+            statuses.append(_status(RouteState.IN_SYNC, dst, gateway, present[0], via))
             continue
         owned = [r for r in present if r.protocol == protocol]
         # Only foreign routes in the slot podroutes writes to (the family's default metric)
@@ -185,9 +220,7 @@ def diff(
             changes.append(Change(Action.REMOVE, dst, route.gateway, protocol, route))
         for route in elsewhere:
             statuses.append(RouteStatus(RouteState.OTHER_METRIC, dst, gateway, route, via))
-    for dst, routes in by_dst.items():
-        if dst in wanted:
-            continue
+    for dst, routes in by_dst.items():  # destinations nothing desired took
         for route in routes:
             if route.protocol == protocol:
                 statuses.append(RouteStatus(RouteState.STALE, dst, None, route))

@@ -236,6 +236,12 @@ def batch_line(verb: str, spec: Sequence[str]) -> str:
     return " ".join(["route", verb, *spec])
 
 
+def add_line(dst: IPNetwork, gateway: IPAddress, protocol: int) -> str:
+    """``batch_line("add", route_spec(dst, gateway, protocol))``, formatted in one step: a
+    cold apply renders one per planned route (10,000 cost 25 ms the long way)."""
+    return f"route add {text_of(dst)} via {text_of(gateway)} proto {int(protocol)}"
+
+
 def shell_command(line: str) -> str:
     """The same change as a standalone shell command (``ip route add ...``)."""
     return "ip " + " ".join(shlex.quote(word) for word in line.split(" "))

@@ -30,11 +30,13 @@ class RoutePlan:
             if other.name == host.name:
                 continue
             for cidr in other.pod_cidrs:
-                if cidr.version not in reachable:
+                version = cidr.version
+                if version not in reachable:
                     continue
-                gateway = next((a for a in other.addresses if a.version == cidr.version), None)
-                if gateway is not None:
-                    yield PlannedRoute(cidr, gateway, other.name)
+                for gateway in other.addresses:  # the other host's address of that family
+                    if gateway.version == version:
+                        yield PlannedRoute(cidr, gateway, other.name)
+                        break
 
     def __iter__(self) -> Iterator[tuple[Host, tuple[PlannedRoute, ...]]]:
         for host in self.inventory.hosts:

@@ -14,6 +14,7 @@ from podroutes.diff import RouteState, diff
 from podroutes.errors import ParseError
 from podroutes.iproute import (
     Known,
+    add_line,
     batch_line,
     parse_routes,
     read_routes_argv,
@@ -249,6 +250,15 @@ def test_batch_line_has_no_family_flag(verb: str) -> None:
     assert line == f"route {verb} fd00:200::/64 via fd00:10::101 proto 147"
     assert "-6" not in line.split()
     assert "-4" not in line.split()
+
+
+@pytest.mark.parametrize(("dst", "gateway", "protocol"), [
+    (V4, ip_address("192.168.10.102"), 147), (V6, ip_address("fd00:10::101"), 200),
+    (ip_network("0.0.0.0/0"), ip_address("10.0.0.1"), 147),
+    (ip_network("::ffff:0:0/96"), ip_address("::ffff:10.0.0.1"), 147)])
+def test_the_add_line_is_the_general_one(dst: object, gateway: object, protocol: int) -> None:
+    assert add_line(dst, gateway, protocol) == batch_line(  # type: ignore[arg-type]
+        "add", route_spec(dst, gateway, protocol))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("verb", ["flush", "add -4", "show", ""])
