@@ -4,19 +4,26 @@ against ``ip -j route`` (issue 6, target 1).
 Builds a throwaway network namespace (``prt<hex>-local``: a veth pair, ``eth0`` holding
 192.168.0.1/16 so that every gateway is on-link) and an inventory of N+1 machines: this
 host (``node-0``) plus N nodes, each with its own address (the gateway) and pod CIDR, so
-``node-0`` gets N routes, each via a different node, as a real cluster's would. Then, per
-run, from a table without any of those routes:
+``node-0`` gets N routes, each via a different node, as a real cluster's would. The
+measuring runs inside that namespace (this script again, under ``ip netns exec``), as a
+user on the host would run both sides: ``ip ...`` is a plain ``ip``, podroutes' local
+session a plain ``/bin/sh`` (``--from-outside`` measures from the root namespace
+instead: ``ip -n NS`` against ``ip netns exec NS /bin/sh``, whose mount-namespace set-up
+costs the podroutes side ~5-10 ms per session). Then, per run, from a table without any
+of those routes:
 
-- ``ip -batch``: ``ip -n NS -batch -`` of exactly the lines podroutes sends (the floor);
-- ``podroutes``: the engine's local apply, in-process (``run_hosts(LocalTransport(NS),
+- ``ip -batch``: ``ip -batch -`` of exactly the lines podroutes sends (the floor);
+- ``podroutes``: the engine's local apply, in-process (``run_hosts(LocalTransport(),
   plan, 147, write=True, only=["node-0"])``): read both tables, diff, one
   ``ip -force -batch -``, read back, diff again. The plan is built before the clock starts
   (an agent has its desired state already); the Python start-up of the CLI is not counted;
-- reading, with the N routes installed: ``ip -n NS -j route show table main`` plus
+- reading, with the N routes installed: ``ip -j route show table main`` plus
   ``json.loads`` (the reference) against podroutes' read of both tables through its
-  local shell session, parsed into routes: a first read, and the same table read again
-  with the :class:`~podroutes.iproute.RouteCache` of the first (what the agent's periodic
-  resync does); and a whole no-op local apply.
+  local shell session, parsed into routes: a first read (a new session and an empty
+  :class:`~podroutes.routecache.RouteCache`; everything it builds from the plan, such as
+  ``Known``, is built inside the timed read), and the same table read again with the
+  cache of the first (what the agent's periodic resync does); and a whole no-op local
+  apply.
 
 Also ``ip -batch`` of N routes all via ONE gateway, for scale: the kernel installs those
 much faster than N routes via N gateways (every distinct gateway costs the kernel a new
@@ -50,8 +57,10 @@ from podroutes.transport import LocalTransport
 OWN = 147
 
 
-def ip(ns: str, *argv: str, stdin: str | None = None) -> str:
-    return subprocess.run(["ip", "-n", ns, *argv], input=stdin, capture_output=True,
+def ip(ns: str | None, *argv: str, stdin: str | None = None) -> str:
+    """``ip`` in namespace ``ns`` (``ip -n``), or in this process's own (``None``)."""
+    where = ["-n", ns] if ns else []
+    return subprocess.run(["ip", *where, *argv], input=stdin, capture_output=True,
                           text=True, check=True).stdout
 
 
@@ -66,7 +75,7 @@ def machines(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def clear(ns: str) -> None:
+def clear(ns: str | None) -> None:
     ip(ns, "route", "flush", "proto", str(OWN))
     assert ip(ns, "route", "show", "proto", str(OWN)) == ""
 
@@ -77,13 +86,13 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def apply_local(ns: str, route_plan: RoutePlan) -> None:
+def apply_local(ns: str | None, route_plan: RoutePlan) -> None:
     (outcome,) = asyncio.run(run_hosts(LocalTransport(ns), route_plan, OWN, write=True,
                                        only=["node-0"], timeout=600))
     assert outcome.error is None and outcome.converged, outcome.error
 
 
-async def podroutes_read(ns: str, host: Host, desired: Sequence[PlannedRoute],
+async def podroutes_read(ns: str | None, host: Host, desired: Sequence[PlannedRoute],
                          cache: RouteCache | None) -> int:
     async with LocalTransport(ns).session(host) as session:
         routes = await read_state(session, desired, cache)
@@ -99,55 +108,72 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--routes", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--from-outside", action="store_true",
+                        help="stay in the root namespace: `ip -n NS` against podroutes "
+                             "through `ip netns exec NS /bin/sh` (the layout before "
+                             "2026-11-27 17:00)")
+    parser.add_argument("--inside", metavar="NS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.inside:  # the child: already in the namespace, which the parent owns
+        return measure(None, args.routes, args.runs, f"inside {args.inside}")
     ns = f"prt{secrets.token_hex(3)}-local"
-    route_plan = plan(load(machines(args.routes), "bench-machines.txt"))
-    host = route_plan.inventory.hosts[0]
-    desired = route_plan.routes_for(host)  # the plan: known before anything is read
-    lines = "".join(f"route replace {r.dst} via {r.gateway} proto {OWN}\n"
-                    for r in route_plan.routes_for(host))
-    one_gateway = "".join(f"route replace {r.dst} via 192.168.0.2 proto {OWN}\n"
-                          for r in route_plan.routes_for(host))
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    results: dict[str, list[float]] = {k: [] for k in (
-        "ip -batch", "podroutes apply", "ip -batch, one gateway",
-        "ip -j route + json.loads", "podroutes read", "podroutes read again",
-        "podroutes no-op apply")}
     try:
         ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
         ip(ns, "addr", "add", "192.168.0.1/16", "dev", "eth0")
         ip(ns, "link", "set", "eth0", "up")
         ip(ns, "link", "set", "eth0p", "up")
-        for _ in range(args.runs):
-            clear(ns)
-            results["ip -batch"].append(timed(lambda: ip(ns, "-batch", "-", stdin=lines)))
-            clear(ns)
-            results["ip -batch, one gateway"].append(
-                timed(lambda: ip(ns, "-batch", "-", stdin=one_gateway)))
-            clear(ns)
-            results["podroutes apply"].append(timed(lambda: apply_local(ns, route_plan)))
-            installed = len(ip(ns, "route", "show", "proto", str(OWN)).splitlines())
-            assert installed == args.routes, installed
-            results["ip -j route + json.loads"].append(timed(
-                lambda: json.loads(ip(ns, "-j", "route", "show", "table", "main"))))
-            count = 0
-            cache = RouteCache()
-
-            def read(cache: RouteCache = cache) -> None:
-                nonlocal count
-                count = asyncio.run(podroutes_read(ns, host, desired, cache))
-
-            results["podroutes read"].append(timed(read))
-            assert count >= args.routes, count
-            results["podroutes read again"].append(timed(read))
-            assert count >= args.routes, count
-            results["podroutes no-op apply"].append(
-                timed(lambda: apply_local(ns, route_plan)))
+        if args.from_outside:
+            return measure(ns, args.routes, args.runs, "from the root namespace")
+        # Both sides as a user on the host itself would run them: podroutes --local is a
+        # plain /bin/sh, `ip -j route` a plain ip.
+        return subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__,
+                               "--inside", ns, "--routes", str(args.routes),
+                               "--runs", str(args.runs)], check=False).returncode
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def measure(ns: str | None, routes: int, runs: int, where: str) -> int:
+    """Time every method ``runs`` times on the namespace (``ns``, or the one this
+    process is in) and print the medians."""
+    route_plan = plan(load(machines(routes), "bench-machines.txt"))
+    host = route_plan.inventory.hosts[0]
+    desired = route_plan.routes_for(host)  # the plan: known before anything is read
+    lines = "".join(f"route replace {r.dst} via {r.gateway} proto {OWN}\n" for r in desired)
+    one_gateway = "".join(f"route replace {r.dst} via 192.168.0.2 proto {OWN}\n"
+                          for r in desired)
+    results: dict[str, list[float]] = {k: [] for k in (
+        "ip -batch", "podroutes apply", "ip -batch, one gateway",
+        "ip -j route + json.loads", "podroutes read", "podroutes read again",
+        "podroutes no-op apply")}
+    for _ in range(runs):
+        clear(ns)
+        results["ip -batch"].append(timed(lambda: ip(ns, "-batch", "-", stdin=lines)))
+        clear(ns)
+        results["ip -batch, one gateway"].append(
+            timed(lambda: ip(ns, "-batch", "-", stdin=one_gateway)))
+        clear(ns)
+        results["podroutes apply"].append(timed(lambda: apply_local(ns, route_plan)))
+        installed = len(ip(ns, "route", "show", "proto", str(OWN)).splitlines())
+        assert installed == routes, installed
+        results["ip -j route + json.loads"].append(timed(
+            lambda: json.loads(ip(ns, "-j", "route", "show", "table", "main"))))
+        count = 0
+        cache = RouteCache()
+
+        def read(cache: RouteCache = cache) -> None:
+            nonlocal count
+            count = asyncio.run(podroutes_read(ns, host, desired, cache))
+
+        results["podroutes read"].append(timed(read))
+        assert count >= routes, count
+        results["podroutes read again"].append(timed(read))
+        assert count >= routes, count
+        results["podroutes no-op apply"].append(timed(lambda: apply_local(ns, route_plan)))
     with open("/proc/loadavg") as f:
         load_average = f.read().split()[:3]
-    print(f"{args.routes} routes via {args.routes} gateways, median of {args.runs} runs "
+    print(f"{routes} routes via {routes} gateways, median of {runs} runs, {where} "
           f"(load average after: {' '.join(load_average)})")
     for name, values in results.items():
         print(f"  {name:26} {summary(values)}")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
@@ -40,38 +39,6 @@ def read_routes_argv(family: Family, table: int = MAIN_TABLE) -> list[str]:
     return ["ip", "-j", family.flag, "route", "show", "table", str(table)]
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
-    """Addresses and networks already parsed, by the text ``ip`` prints for them.
-
-    Reading a table of thousands of routes is mostly building ``ipaddress`` objects; the
-    routes podroutes itself wants are already objects in the plan, so the parser takes
-    them from here instead of parsing their text again (a lookup instead of ~7 µs).
-    ``heads`` holds, per family, how ``ip -j route`` starts each planned route's entry
-    (``dst":"10.200.1.0/24","gateway":"192.168.10.102`` after its ``{"``) with the
-    (destination, gateway) it stands for: what
-    :class:`~podroutes.routecache.RouteCache` looks whole entries up by.
-    """
-
-    networks: Mapping[str, IPNetwork]
-    addresses: Mapping[str, IPAddress]
-    heads: Mapping[Family, Mapping[str, tuple[IPNetwork, IPAddress]]]
-
-    @classmethod
-    def of(cls, routes: Iterable[PlannedRoute]) -> Known:
-        networks: dict[str, IPNetwork] = {}
-        addresses: dict[str, IPAddress] = {}
-        v4: dict[str, tuple[IPNetwork, IPAddress]] = {}
-        v6: dict[str, tuple[IPNetwork, IPAddress]] = {}
-        for r in routes:
-            dst, gateway = r.dst, r.gateway
-            d, g = text_of(dst), text_of(gateway)
-            networks[d] = dst
-            addresses[g] = gateway
-            (v4 if dst.version == 4 else v6)[f'dst":"{d}","gateway":"{g}'] = (dst, gateway)
-        return cls(networks, addresses, {Family.V4: v4, Family.V6: v6})
-
-
 _OCTETS = tuple(str(n) for n in range(256))
 
 
@@ -89,7 +56,64 @@ def text_of(value: IPAddress | IPNetwork) -> str:
     return str(value)
 
 
-NOTHING_KNOWN = Known({}, {}, {})
+class Known:
+    """What the plan already holds, by the text ``ip`` prints for it.
+
+    Reading a table of thousands of routes is mostly building ``ipaddress`` objects; the
+    routes podroutes itself wants are already objects in the plan, so the readers take
+    them from here instead of parsing their text again (a lookup instead of ~7 µs).
+    ``heads`` holds, per family, how ``ip -j route`` starts each planned route's entry
+    (``dst":"10.200.1.0/24","gateway":"192.168.10.102`` after its ``{"``) with the
+    (destination, gateway) it stands for: what
+    :class:`~podroutes.routecache.RouteCache` looks whole entries up by. ``networks`` and
+    ``addresses`` (each planned destination and gateway by its text, for entries parsed
+    the long way) are built the first time they are asked for.
+    """
+
+    __slots__ = ("_addresses", "_networks", "_routes", "heads")
+
+    def __init__(self, heads: Mapping[Family, Mapping[str, tuple[IPNetwork, IPAddress]]],
+                 routes: Sequence[PlannedRoute] = ()) -> None:
+        self.heads = heads
+        self._routes = routes
+        self._networks: dict[str, IPNetwork] | None = None
+        self._addresses: dict[str, IPAddress] | None = None
+
+    @classmethod
+    def of(cls, routes: Sequence[PlannedRoute]) -> Known:
+        o = _OCTETS
+        v4: dict[str, tuple[IPNetwork, IPAddress]] = {}
+        v6: dict[str, tuple[IPNetwork, IPAddress]] = {}
+        for r in routes:
+            dst, gateway = r.dst, r.gateway
+            if type(dst) is IPv4Network:  # text_of's formatting, in one step per route
+                n, g = int(dst.network_address), int(gateway)
+                v4[f'dst":"{o[n >> 24]}.{o[n >> 16 & 255]}.{o[n >> 8 & 255]}.{o[n & 255]}'
+                   f'/{dst.prefixlen}","gateway":"{o[g >> 24]}.{o[g >> 16 & 255]}.'
+                   f'{o[g >> 8 & 255]}.{o[g & 255]}'] = (dst, gateway)
+            else:
+                v6[f'dst":"{text_of(dst)}","gateway":"{text_of(gateway)}'] = (dst, gateway)
+        return cls({Family.V4: v4, Family.V6: v6}, routes)
+
+    @property
+    def size(self) -> int:
+        """How many planned routes this knows."""
+        return len(self._routes)
+
+    @property
+    def networks(self) -> Mapping[str, IPNetwork]:
+        if self._networks is None:
+            self._networks = {text_of(r.dst): r.dst for r in self._routes}
+        return self._networks
+
+    @property
+    def addresses(self) -> Mapping[str, IPAddress]:
+        if self._addresses is None:
+            self._addresses = {text_of(r.gateway): r.gateway for r in self._routes}
+        return self._addresses
+
+
+NOTHING_KNOWN = Known({})
 
 
 def parse_routes(

@@ -220,8 +220,8 @@ def outcome(fn: Any) -> object:
     limit=st.sampled_from([3, 100]))
 def test_reading_through_the_cache_is_parsing(
         reads: list[tuple[list[Pairs], bool, int | None]], limit: int) -> None:
-    known = Known.of(PlannedRoute(ip_network(NETWORKS[i]), ip_address(ADDRESSES[i]), "n")
-                     for i in range(4))
+    known = Known.of([PlannedRoute(ip_network(NETWORKS[i]), ip_address(ADDRESSES[i]), "n")
+                      for i in range(4)])
     cache = RouteCache(limit=limit)
     for entries, spaced, bad in reads:
         if bad is not None:
