@@ -19,8 +19,9 @@ from lightkube.resources.core_v1 import Node
 
 from podroutes.agent.conditions import Condition, condition_patch, event_body
 from podroutes.agent.kube import KubeCluster, load_config
-from podroutes.agent.nodes import ClusterView
 from podroutes.errors import TransportError, UsageError
+
+from .recorder import Recorder
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,28 +31,6 @@ def node(name: str, address: str, cidr: str | None) -> dict[str, Any]:
             "metadata": {"name": name, "uid": "uid-" + name},
             "spec": {"podCIDRs": [cidr]} if cidr else {},
             "status": {"addresses": [{"type": "InternalIP", "address": address}]}}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.views: list[tuple[ClusterView, str]] = []
-        self.errors: list[tuple[str, str]] = []
-        self.changed = asyncio.Event()
-
-    def publish(self, view: ClusterView, reason: str) -> None:
-        self.views.append((view, reason))
-        self.changed.set()
-
-    def error(self, stage: str, message: str) -> None:
-        self.errors.append((stage, message))
-        self.changed.set()
-
-    async def next(self) -> None:
-        await asyncio.wait_for(self.changed.wait(), timeout=10)
-        self.changed.clear()
-
-    def hosts(self) -> list[str]:
-        return [h.name for h in self.views[-1][0].inventory]
 
 
 async def test_the_reflector_publishes_changes_that_matter_only(

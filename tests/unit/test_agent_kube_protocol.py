@@ -36,7 +36,8 @@ from lightkube.resources.core_v1 import Event
 
 from podroutes.agent.conditions import Condition, condition_patch, event_body
 from podroutes.agent.kube import KubeCluster, is_gone, load_config
-from podroutes.agent.nodes import ClusterView
+
+from .recorder import Recorder
 
 pytestmark = pytest.mark.asyncio
 
@@ -68,27 +69,6 @@ def expired(version: str) -> dict[str, Any]:
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": f"too old resource version: {version} (1900)", "reason": "Expired",
         "code": 410}}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.views: list[tuple[ClusterView, str]] = []
-        self.errors: list[tuple[str, str]] = []
-        self.changed = asyncio.Event()
-
-    def publish(self, view: ClusterView, reason: str) -> None:
-        self.views.append((view, reason))
-        self.changed.set()
-
-    def error(self, stage: str, message: str) -> None:
-        self.errors.append((stage, message))
-        self.changed.set()
-
-    def reasons(self) -> list[str]:
-        return [r for _, r in self.views]
-
-    def hosts(self) -> list[str]:
-        return [h.name for h in self.views[-1][0].inventory]
 
 
 # A reaction's slice counts the requests that match its criteria: ``[1:2]`` is the second
