@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from podroutes import lab as labmod
+from podroutes.lab import netns as labmod
 
 
 def apply(spec: labmod.LabSpec, inventory: str, timeout: float) -> float:

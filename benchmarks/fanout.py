@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from podroutes import lab as labmod
+from podroutes.lab import netns as labmod
 
 PROTO = 147
 BENCH_ROOT = Path("/var/tmp/podroutes-bench")

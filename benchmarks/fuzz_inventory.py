@@ -17,10 +17,10 @@ import sys
 import time
 import traceback
 
-from podroutes.diff import diff
-from podroutes.errors import InventoryError
+from podroutes.core.diff import diff
+from podroutes.core.errors import InventoryError
+from podroutes.core.plan import plan
 from podroutes.inventory import load
-from podroutes.plan import plan
 
 SEEDS = {
     "machines.txt": (

@@ -20,7 +20,7 @@ of those routes:
 - reading, with the N routes installed: ``ip -j route show table main`` plus
   ``json.loads`` (the reference) against podroutes' read of both tables through its
   local shell session, parsed into routes: a first read (a new session and an empty
-  :class:`~podroutes.routecache.RouteCache`; everything it builds from the plan, such as
+  :class:`~podroutes.core.routecache.RouteCache`; everything it builds from the plan, such as
   ``Known``, is built inside the timed read), and the same table read again with the
   cache of the first (what the agent's periodic resync does); and a whole no-op local
   apply.
@@ -47,12 +47,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from podroutes.engine import read_state, run_hosts
+from podroutes.core.model import Host, PlannedRoute
+from podroutes.core.plan import RoutePlan, plan
+from podroutes.core.routecache import RouteCache
 from podroutes.inventory import load
-from podroutes.model import Host, PlannedRoute
-from podroutes.plan import RoutePlan, plan
-from podroutes.routecache import RouteCache
-from podroutes.transport import LocalTransport
+from podroutes.remote.engine import read_state, run_hosts
+from podroutes.remote.transport import LocalTransport
 
 OWN = 147
 

@@ -1,5 +1,5 @@
 """``python -m podroutes``: the same as the ``podroutes`` command."""
 
-from podroutes.cli import run
+from podroutes.cli.main import run
 
 run()

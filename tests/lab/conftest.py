@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from podroutes import lab as labmod
+from podroutes.core.iproute import parse_routes
+from podroutes.core.model import Family, Route
+from podroutes.core.plan import plan
 from podroutes.inventory import load
-from podroutes.iproute import parse_routes
-from podroutes.model import Family, Route
-from podroutes.plan import plan
+from podroutes.lab import netns as labmod
 
 
 def unique_name() -> str:
@@ -276,7 +276,7 @@ rm -rf /run/systemd/netif /run/systemd/network /run/network/ifstate*
 def simulate_reboot(lab: Lab, manager: str, machines: Sequence[str] = CLUSTER) -> None:
     """Flush the routes, bounce the link, and bring the interface back through the
     manager itself, in each machine's own namespaces."""
-    from podroutes import labmachine
+    from podroutes.lab import machine as labmachine
 
     for m in machines:
         if manager in ("networkd", "netplan"):

@@ -36,7 +36,7 @@ import kmock
 import pytest
 import yaml
 
-from podroutes import lab as labmod
+from podroutes.lab import netns as labmod
 from tests.netns.conftest import AgentProcess, ApiServer, node, wait_until
 
 from .conftest import Lab, foreign_routes, unique_name

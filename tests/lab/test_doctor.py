@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from podroutes import lab as labmod
+from podroutes.lab import netns as labmod
 
 from .conftest import Lab, install_planned_routes, make_lab
 

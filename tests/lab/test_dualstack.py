@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from podroutes import lab as labmod
 from podroutes.inventory import load
+from podroutes.lab import netns as labmod
 
 from .conftest import Lab, cross_node, unique_name
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from podroutes import lab as labmod
+from podroutes.lab import netns as labmod
 
 from .conftest import (
     OWN_PROTOCOL,

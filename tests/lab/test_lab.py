@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from podroutes import lab as labmod
-from podroutes.errors import LabError
+from podroutes.core.errors import LabError
+from podroutes.lab import netns as labmod
 
 from .conftest import Lab, unique_name
 

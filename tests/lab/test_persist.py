@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from podroutes import lab as labmod
+from podroutes.lab import netns as labmod
 
 from .conftest import (
     CLUSTER,

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from podroutes import lab as labmod
-from podroutes import smoke
-from podroutes.errors import LabError
+from podroutes.core.errors import LabError
+from podroutes.lab import netns as labmod
+from podroutes.lab import smoke
 
 from .conftest import Lab, install_planned_routes, make_dual_stack_lab
 

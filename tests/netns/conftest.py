@@ -41,8 +41,8 @@ import yaml
 from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import Event, Node
 
-from podroutes.iproute import parse_routes
-from podroutes.model import Family, Route
+from podroutes.core.iproute import parse_routes
+from podroutes.core.model import Family, Route
 
 OWN = 147
 

@@ -1,5 +1,5 @@
 """The engine's local path on a real kernel table: the routes it reads by their text
-(:mod:`podroutes.routecache`) are what parsing ``ip``'s output gives, in both families.
+(:mod:`podroutes.core.routecache`) are what parsing ``ip``'s output gives, in both families.
 
 Root: a throwaway namespace (``node_ns``, see conftest); nothing else is touched.
 """
@@ -10,12 +10,12 @@ import asyncio
 
 import pytest
 
-from podroutes.diff import Action
-from podroutes.engine import read_state, run_hosts
+from podroutes.core.diff import Action
+from podroutes.core.plan import plan
+from podroutes.core.routecache import RouteCache
 from podroutes.inventory import load
-from podroutes.plan import plan
-from podroutes.routecache import RouteCache
-from podroutes.transport import LocalTransport
+from podroutes.remote.engine import read_state, run_hosts
+from podroutes.remote.transport import LocalTransport
 from tests.netns.conftest import OWN, NodeNamespace
 
 pytestmark = pytest.mark.root

@@ -19,13 +19,13 @@ from typing import Any
 
 import yaml
 
-from podroutes.errors import PersistError
-from podroutes.facts import Interface
+from podroutes.core.errors import PersistError
+from podroutes.core.model import Inventory, Manager, Route
+from podroutes.core.plan import plan
+from podroutes.diag.facts import Interface
 from podroutes.inventory import load
-from podroutes.model import Inventory, Manager, Route
-from podroutes.persistfacts import HostFile, PersistFacts
-from podroutes.persistplan import FileAction, HostPersistPlan, plan_host
-from podroutes.plan import plan
+from podroutes.persist.facts import HostFile, PersistFacts
+from podroutes.persist.plan import FileAction, HostPersistPlan, plan_host
 
 CASES = Path(__file__).resolve().parent.parent / "data" / "persist"
 UPDATE = os.environ.get("PODROUTES_UPDATE_GOLDEN") == "1"

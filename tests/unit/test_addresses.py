@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from podroutes.addresses import (
+from podroutes.core.addresses import (
     InterfaceAddress,
     choose_gateway_address,
     parse_addresses,
     read_addresses_argv,
     unfit_reason,
 )
-from podroutes.errors import ParseError
-from podroutes.model import Family
+from podroutes.core.errors import ParseError
+from podroutes.core.model import Family
 
 DATA = Path(__file__).parent.parent / "data"
 

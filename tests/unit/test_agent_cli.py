@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from podroutes.agent import logs
 from podroutes.agent.app import Settings, check
 from podroutes.agent.metrics import AgentMetrics, Health, HealthServer, parse_listen
-from podroutes.cli import main
-from podroutes.errors import UsageError
+from podroutes.cli.main import main
+from podroutes.core.errors import UsageError
 
 
 def run(*args: str) -> tuple[int, str]:

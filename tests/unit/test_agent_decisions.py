@@ -25,10 +25,10 @@ from podroutes.agent.triggers import (
     netlink_reason,
     node_change_reason,
 )
-from podroutes.diff import Action
+from podroutes.core.diff import Action
+from podroutes.core.model import PlannedRoute
+from podroutes.core.plan import RoutePlan
 from podroutes.inventory import load
-from podroutes.model import PlannedRoute
-from podroutes.plan import RoutePlan
 
 K = NetlinkKind
 

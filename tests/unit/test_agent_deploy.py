@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from podroutes.cli import main
+from podroutes.cli.main import main
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

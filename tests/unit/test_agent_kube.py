@@ -19,7 +19,7 @@ from lightkube.resources.core_v1 import Node
 
 from podroutes.agent.conditions import Condition, condition_patch, event_body
 from podroutes.agent.kube import KubeCluster, load_config
-from podroutes.errors import TransportError, UsageError
+from podroutes.core.errors import TransportError, UsageError
 
 from .recorder import Recorder
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from podroutes.agent.conditions import Condition
 from podroutes.agent.nodes import NodeView, NoticeKind, cluster_view, parse_node
-from podroutes.plan import RoutePlan
+from podroutes.core.plan import RoutePlan
 
 
 def obj(name: str, *addresses: tuple[str, str], cidrs: list[str] | None = None,

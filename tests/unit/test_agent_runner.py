@@ -20,7 +20,7 @@ from podroutes.agent.nodes import ClusterView, Sink
 from podroutes.agent.reconciler import ReconcileResult
 from podroutes.agent.runner import Agent, AgentConfig, Clock
 from podroutes.agent.triggers import NetlinkEvent, NetlinkKind, Pacing
-from podroutes.errors import TransportError
+from podroutes.core.errors import TransportError
 from podroutes.inventory import load
 
 VIEW = ClusterView(load("192.168.10.101 a.k node-0 10.200.0.0/24\n"

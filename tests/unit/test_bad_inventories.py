@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from podroutes.cli import main
-from podroutes.errors import InventoryError
+from podroutes.cli.main import main
+from podroutes.core.errors import InventoryError
 from podroutes.inventory import load
 
 BAD = Path(__file__).parent.parent / "data" / "inventories" / "bad"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from podroutes.diff import Action, Change, RouteState, diff, project
-from podroutes.iproute import parse_routes
-from podroutes.model import Family, PlannedRoute, Route
+from podroutes.core.diff import Action, Change, RouteState, diff, project
+from podroutes.core.iproute import parse_routes
+from podroutes.core.model import Family, PlannedRoute, Route
 
 P = 147
 DST = ip_network("10.200.1.0/24")
@@ -254,8 +254,8 @@ def test_adopting_an_onlink_route_keeps_onlink() -> None:
     must not drop the flag, or ``ip route replace`` fails with "invalid gateway"."""
     from ipaddress import ip_address, ip_network
 
-    from podroutes.diff import Action, diff, project
-    from podroutes.model import PlannedRoute, Route
+    from podroutes.core.diff import Action, diff, project
+    from podroutes.core.model import PlannedRoute, Route
 
     dst, gw = ip_network("10.200.1.0/24"), ip_address("10.9.9.9")
     hand = Route(dst=dst, gateway=gw, dev="eth0", protocol=3, onlink=True)

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from podroutes.doctor import check_all
-from podroutes.facts import HostFacts, Interface, Neighbour, Networkd
-from podroutes.findings import Finding, FindingKind, FixClass
-from podroutes.firewall import parse_iptables_save, parse_nft_json
+from podroutes.core.model import Family, Inventory, Route
+from podroutes.core.plan import RoutePlan, plan
+from podroutes.diag.checks import check_all
+from podroutes.diag.facts import HostFacts, Interface, Neighbour, Networkd
+from podroutes.diag.findings import Finding, FindingKind, FixClass
+from podroutes.diag.firewall import parse_iptables_save, parse_nft_json
 from podroutes.inventory import load
-from podroutes.model import Family, Inventory, Route
-from podroutes.plan import RoutePlan, plan
 
 from .samples import DUAL, MACHINES
 
@@ -467,7 +467,7 @@ def test_no_accept_ra_finding_when_ras_are_accepted_or_not_relied_on(
 def test_accept_ra_is_read_from_sysctl() -> None:
     import re
 
-    from podroutes.facts import SYSCTL_PATTERN
+    from podroutes.diag.facts import SYSCTL_PATTERN
     assert re.match(SYSCTL_PATTERN, "net.ipv6.conf.eth0.accept_ra")
 
 
@@ -481,7 +481,7 @@ def test_accept_ra_is_read_from_sysctl() -> None:
 def test_a_temporary_or_deprecated_node_address_is_a_finding(address: str, why: str) -> None:
     """Captured `ip -j addr` (tests/data/ip-j-addr.json): the server's inventory address is
     one of its unstable ones; doctor names it and the stable address to use instead."""
-    from podroutes.addresses import parse_addresses
+    from podroutes.core.addresses import parse_addresses
 
     text = DUAL.replace("'fd00:10::100'", f"'{address}'")
     inventory = load(text, "dual.yaml")
@@ -498,7 +498,7 @@ def test_a_temporary_or_deprecated_node_address_is_a_finding(address: str, why: 
 
 
 def test_a_stable_node_address_is_no_finding() -> None:
-    from podroutes.addresses import parse_addresses
+    from podroutes.core.addresses import parse_addresses
 
     inventory = load(DUAL, "dual.yaml")
     world = (plan(inventory), healthy(inventory))

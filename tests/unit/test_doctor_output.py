@@ -7,12 +7,12 @@ import io
 
 from rich.console import Console
 
-from podroutes.diagnose import DoctorReport
-from podroutes.diagreport import doctor_json, print_doctor
-from podroutes.facts import HostFacts
-from podroutes.findings import Finding, FindingKind, FixClass, runnable
+from podroutes.cli.diag_output import doctor_json, print_doctor
+from podroutes.core.model import Inventory
+from podroutes.diag.facts import HostFacts
+from podroutes.diag.findings import Finding, FindingKind, FixClass, runnable
+from podroutes.diag.wire import DoctorReport
 from podroutes.inventory import load
-from podroutes.model import Inventory
 
 
 def thirty() -> tuple[DoctorReport, Inventory]:

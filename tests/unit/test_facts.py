@@ -6,7 +6,8 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
-from podroutes.facts import (
+from podroutes.core.model import Family
+from podroutes.diag.facts import (
     FACT_COMMANDS,
     FactKind,
     Output,
@@ -16,7 +17,6 @@ from podroutes.facts import (
     parse_networkd,
     parse_sysctls,
 )
-from podroutes.model import Family
 
 DATA = Path(__file__).parent.parent / "data" / "doctor"
 

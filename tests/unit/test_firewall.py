@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from podroutes.errors import ParseError
-from podroutes.firewall import (
+from podroutes.core.errors import ParseError
+from podroutes.core.model import Family
+from podroutes.diag.firewall import (
     Flow,
     Source,
     Verdict,
@@ -18,7 +19,6 @@ from podroutes.firewall import (
     parse_iptables_save,
     parse_nft_json,
 )
-from podroutes.model import Family
 
 DATA = Path(__file__).parent.parent / "data" / "doctor"
 DOCKER = (DATA / "iptables-save-docker.txt").read_text()

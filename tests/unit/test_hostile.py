@@ -11,15 +11,15 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podroutes import render
-from podroutes.cli import main
-from podroutes.diff import diff
-from podroutes.engine import _failed_lines
-from podroutes.errors import InventoryError
+from podroutes.cli import plan_output as render
+from podroutes.cli.main import main
+from podroutes.core.diff import diff
+from podroutes.core.errors import InventoryError
+from podroutes.core.plan import plan
 from podroutes.inventory import load, parse_machines
-from podroutes.inventoryyaml import parse_yaml
-from podroutes.plan import plan
-from podroutes.transport import explain_ssh_failure
+from podroutes.inventory.yamlfile import parse_yaml
+from podroutes.remote.engine import _failed_lines
+from podroutes.remote.transport import explain_ssh_failure
 
 GOOD = ("192.168.10.100 server.kubernetes.local server\n"
         "192.168.10.101 node-0.kubernetes.local node-0 10.200.0.0/24\n")

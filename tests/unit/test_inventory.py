@@ -6,9 +6,9 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from podroutes.errors import InventoryError, Problem
+from podroutes.core.errors import InventoryError, Problem
+from podroutes.core.model import Family, SshSpec
 from podroutes.inventory import load, looks_like_yaml
-from podroutes.model import Family, SshSpec
 
 KTHW = (
     "192.168.10.100 server.kubernetes.local server\n"

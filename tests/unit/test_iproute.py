@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from podroutes.diff import RouteState, diff
-from podroutes.errors import ParseError
-from podroutes.iproute import (
+from podroutes.core.diff import RouteState, diff
+from podroutes.core.errors import ParseError
+from podroutes.core.iproute import (
     Known,
     add_line,
     batch_line,
@@ -21,7 +21,7 @@ from podroutes.iproute import (
     route_spec,
     shell_command,
 )
-from podroutes.model import MAIN_TABLE, Family, PlannedRoute, Route
+from podroutes.core.model import MAIN_TABLE, Family, PlannedRoute, Route
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -414,7 +414,7 @@ def test_v6_direct_routes_are_link_scope_like_ipv4_ones() -> None:
 def test_the_parsers_constructor_builds_the_same_frozen_route() -> None:
     from dataclasses import FrozenInstanceError, fields, replace
 
-    from podroutes.model import make_route
+    from podroutes.core.model import make_route
 
     values = dict(dst=ip_network("fd00:200:1::/64"), gateway=None, dev="eth0", protocol=147,
                   table=MAIN_TABLE, metric=1024, type="unicast", scope="global", onlink=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from podroutes import lab as labmod
-from podroutes.errors import LabError
+from podroutes.core.errors import LabError
+from podroutes.lab import netns as labmod
 
 
 def test_lab_refuses_without_root(monkeypatch: pytest.MonkeyPatch) -> None:

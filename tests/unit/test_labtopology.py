@@ -7,11 +7,11 @@ from dataclasses import asdict
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
-from podroutes import lab as labmod
-from podroutes import labtopology as topology
+from podroutes.core.model import Family
+from podroutes.core.plan import plan
 from podroutes.inventory import load
-from podroutes.model import Family
-from podroutes.plan import plan
+from podroutes.lab import netns as labmod
+from podroutes.lab import topology
 
 
 def test_dual_stack_addresses_pair_with_the_ipv4_ones() -> None:

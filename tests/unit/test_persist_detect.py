@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from podroutes.errors import PersistError
-from podroutes.facts import Interface
+from podroutes.core.errors import PersistError
+from podroutes.core.model import Manager, Route
+from podroutes.core.plan import plan
+from podroutes.diag.facts import Interface
 from podroutes.inventory import load
-from podroutes.model import Manager, Route
-from podroutes.persistdetect import (
+from podroutes.persist.detect import (
     detect,
     match_network,
     matched_network_file,
     node_interface,
     sources_file,
 )
-from podroutes.persistfacts import FILES_SCRIPT, HostFile, PersistFacts, parse_files
-from podroutes.persistplan import PersistState, persist_state, plan_host
-from podroutes.persistrender import IFUPDOWN_FILE, NETWORKD_CONF_FIX, render_ifupdown
-from podroutes.plan import plan
+from podroutes.persist.facts import FILES_SCRIPT, HostFile, PersistFacts, parse_files
+from podroutes.persist.plan import PersistState, persist_state, plan_host
+from podroutes.persist.render import IFUPDOWN_FILE, NETWORKD_CONF_FIX, render_ifupdown
 
 INVENTORY = load("192.168.10.100 server.kubernetes.local server\n"
                  "192.168.10.101 node-0.kubernetes.local node-0 10.200.0.0/24\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from podroutes.cli import main
-from podroutes.persistfacts import HostFile
+from podroutes.cli.main import main
+from podroutes.persist.facts import HostFile
 
 from .persist_cases import (
     UPDATE,

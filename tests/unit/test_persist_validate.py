@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from podroutes.persistfacts import ini_sections
-from podroutes.persistrender import keyfile_routes
+from podroutes.persist.facts import ini_sections
+from podroutes.persist.render import keyfile_routes
 
 from .persist_cases import copy_golden
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from podroutes import render
-from podroutes.cli import main
+from podroutes.cli import plan_output as render
+from podroutes.cli.main import main
+from podroutes.core.model import Family
+from podroutes.core.plan import RoutePlan, plan
 from podroutes.inventory import load
-from podroutes.model import Family
-from podroutes.plan import RoutePlan, plan
 
 SEED = (
     "192.168.10.100 server.kubernetes.local server\n"
@@ -254,7 +254,7 @@ def test_cli_unknown_format_is_a_usage_error() -> None:
 def test_huge_plans_print_one_row_per_host_and_stream_json(tmp_path: Path) -> None:
     """Above TABLE_ROUTE_LIMIT routes the table is a per-host summary (nothing quadratic
     is built); --full lists every route; JSON streams one host at a time and parses."""
-    from podroutes.cli import TABLE_ROUTE_LIMIT
+    from podroutes.cli.main import TABLE_ROUTE_LIMIT
 
     n = 60  # 60 nodes: 60*59 = 3540 routes > TABLE_ROUTE_LIMIT
     lines = [f"172.16.0.{i + 2} node-{i}.k8s.local node-{i} 10.0.{i}.0/24" for i in range(n)]
@@ -286,9 +286,9 @@ def test_an_inventorys_repr_stays_short_at_any_size() -> None:
 def test_a_big_diff_and_outcome_repr_short() -> None:
     from ipaddress import ip_address, ip_network
 
-    from podroutes.diff import diff
-    from podroutes.engine import HostOutcome
-    from podroutes.model import Host, PlannedRoute
+    from podroutes.core.diff import diff
+    from podroutes.core.model import Host, PlannedRoute
+    from podroutes.remote.engine import HostOutcome
 
     desired = [PlannedRoute(ip_network(f"10.{i // 256}.{i % 256}.0/24"),
                             ip_address("192.168.0.2"), "n") for i in range(3000)]

@@ -12,11 +12,11 @@ from ipaddress import IPv4Network, ip_address, ip_network
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podroutes.diff import Action, diff, project
+from podroutes.core.diff import Action, diff, project
+from podroutes.core.iproute import text_of
+from podroutes.core.model import MAIN_TABLE, Family, Inventory, IPAddress, PlannedRoute, Route
+from podroutes.core.plan import plan
 from podroutes.inventory import load
-from podroutes.iproute import text_of
-from podroutes.model import MAIN_TABLE, Family, Inventory, IPAddress, PlannedRoute, Route
-from podroutes.plan import plan
 
 P = 147
 NAME = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True)

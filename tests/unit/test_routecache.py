@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podroutes.errors import ParseError
-from podroutes.iproute import NOTHING_KNOWN, Known, parse_routes
-from podroutes.model import MAIN_TABLE, PROTOCOL_NAMES, Family, PlannedRoute, Route
-from podroutes.routecache import RouteCache
+from podroutes.core.errors import ParseError
+from podroutes.core.iproute import NOTHING_KNOWN, Known, parse_routes
+from podroutes.core.model import MAIN_TABLE, PROTOCOL_NAMES, Family, PlannedRoute, Route
+from podroutes.core.routecache import RouteCache
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -8,9 +8,9 @@ import os
 import time
 from pathlib import Path
 
-from podroutes.model import Host
-from podroutes.session import Command, ShellSession
-from podroutes.transport import LocalTransport
+from podroutes.core.model import Host
+from podroutes.remote.session import Command, ShellSession
+from podroutes.remote.transport import LocalTransport
 
 HOST = Host("here", ())
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from podroutes import smoke
+from podroutes.lab import smoke
 
 
 def ipv4(src: str, dst: str, payload: bytes) -> bytes:
@@ -116,7 +116,7 @@ def test_only_the_answer_to_this_run_this_pair_from_the_pinged_address_counts() 
 
 
 def test_table_fulls_sums_the_column_over_cpus() -> None:
-    from podroutes.smoke import table_fulls
+    from podroutes.lab.smoke import table_fulls
 
     text = ("entries  allocs   destroys hash_grows lookups  hits     res_failed "
             "rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs "

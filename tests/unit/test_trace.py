@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from podroutes.errors import UsageError
-from podroutes.inventory import load
-from podroutes.model import Route
-from podroutes.plan import RoutePlan, plan
-from podroutes.trace import (
+from podroutes.core.errors import UsageError
+from podroutes.core.model import Route
+from podroutes.core.plan import RoutePlan, plan
+from podroutes.diag.trace import (
     EndpointKind,
     Hop,
     Network,
@@ -27,7 +26,8 @@ from podroutes.trace import (
     resolve,
     simulate,
 )
-from podroutes.tracedraw import draw, route_text, trace_json
+from podroutes.diag.trace_draw import draw, route_text, trace_json
+from podroutes.inventory import load
 
 from .samples import DUAL, MACHINES
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from podroutes.errors import InventoryError, Problem
+from podroutes.core.errors import InventoryError, Problem
 from podroutes.inventory import load
 
 

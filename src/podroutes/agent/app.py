@@ -2,8 +2,8 @@
 
 I/O composition: builds the transport, the reconciler, the source (Kubernetes or an
 inventory file), the netlink monitor and the metrics server, then runs
-:class:`~podroutes.agent.runner.Agent`. Called by :mod:`podroutes.agentcli`; raises
-:class:`~podroutes.errors.UsageError` for settings that cannot work, before touching
+:class:`~podroutes.agent.runner.Agent`. Called by :mod:`podroutes.cli.agent`; raises
+:class:`~podroutes.core.errors.UsageError` for settings that cannot work, before touching
 anything.
 """
 
@@ -23,8 +23,8 @@ from podroutes.agent.netlink import NetlinkMonitor
 from podroutes.agent.reconciler import Reconciler
 from podroutes.agent.runner import Agent, AgentConfig, Reporter, Source
 from podroutes.agent.triggers import Pacing
-from podroutes.errors import UsageError
-from podroutes.transport import LocalTransport
+from podroutes.core.errors import UsageError
+from podroutes.remote.transport import LocalTransport
 
 log = logging.getLogger("podroutes.agent")
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from podroutes.diff import Action, HostDiff, RouteState
-from podroutes.model import Inventory, IPAddress, IPNetwork, PlannedRoute
+from podroutes.core.diff import Action, HostDiff, RouteState
+from podroutes.core.model import Inventory, IPAddress, IPNetwork, PlannedRoute
 
 
 def phases(desired: Sequence[PlannedRoute], owned: Collection[IPNetwork]

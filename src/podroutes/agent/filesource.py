@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from podroutes.agent.nodes import ClusterView, Sink
-from podroutes.errors import InventoryError
+from podroutes.core.errors import InventoryError
 from podroutes.inventory import load
 
 MAX_BYTES = 16 << 20

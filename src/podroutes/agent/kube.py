@@ -38,7 +38,7 @@ from lightkube.types import PatchType
 from podroutes.agent.conditions import COMPONENT, Condition
 from podroutes.agent.nodes import ClusterView, NodeView, Sink, cluster_view, parse_node
 from podroutes.agent.triggers import node_change_reason
-from podroutes.errors import TransportError, UsageError
+from podroutes.core.errors import TransportError, UsageError
 
 log = logging.getLogger("podroutes.agent.kube")
 

@@ -4,7 +4,7 @@ I/O setup only (a ``logging`` handler on an injected stream). The agent's module
 with ``logging`` and put structured fields in ``extra={"fields": {...}}``; this formatter
 writes them as top-level keys beside ``ts``, ``level``, ``logger`` and ``msg``, so a log
 pipeline (Loki, Elasticsearch, journald's JSON) can filter on ``node``, ``trigger``,
-``dst`` without parsing prose. Set up by :mod:`podroutes.agentcli`.
+``dst`` without parsing prose. Set up by :mod:`podroutes.cli.agent`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from podroutes.agent.nodes import ClusterView
 from podroutes.agent.reconciler import ReconcileResult
-from podroutes.errors import UsageError
+from podroutes.core.errors import UsageError
 
 
 class AgentMetrics:

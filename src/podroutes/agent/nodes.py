@@ -12,7 +12,7 @@ with a :class:`Notice` that says why, and the rest goes on.
 - A node without pod CIDRs still gets routes to the others (like the KTHW server) but no
   route leads to it; a node without an InternalIP is left out; a pod CIDR of a family the
   node has no InternalIP of is dropped.
-- The inventory checks (:func:`podroutes.validate.validate`) run over the result; a node
+- The inventory checks (:func:`podroutes.inventory.validate.validate`) run over the result; a node
   they reject is left out. Nodes are ordered oldest first, so when two claim overlapping
   pod CIDRs the newer one is left out until the older one lets go.
 """
@@ -26,8 +26,8 @@ from ipaddress import ip_address, ip_network
 from typing import Any, Protocol
 
 from podroutes.agent.conditions import CONDITION_TYPE, Condition
-from podroutes.model import Family, Host, Inventory, IPAddress, IPNetwork
-from podroutes.validate import validate
+from podroutes.core.model import Family, Host, Inventory, IPAddress, IPNetwork
+from podroutes.inventory.validate import validate
 
 SOURCE = "kubernetes"
 

@@ -1,7 +1,7 @@
 """One reconcile of this node's table: the engine's read, diff, batch and verify, reused.
 
 I/O orchestration, no I/O of its own: every table read and every change goes through
-:func:`podroutes.engine.run_hosts` on a :class:`~podroutes.transport.LocalTransport`
+:func:`podroutes.remote.engine.run_hosts` on a :class:`~podroutes.remote.transport.LocalTransport`
 (``ip -j route``, the pure diff, one ``ip -force -batch``, read back). Called by
 :mod:`podroutes.agent.runner`. What this module adds to the engine:
 
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from podroutes.agent.conditions import Reason, SyncVerdict
 from podroutes.agent.convergence import Tally, in_sync, owned_routes, phases, restrict, tally
 from podroutes.agent.nodes import ClusterView
-from podroutes.diff import HostDiff
-from podroutes.engine import ChangeOutcome, HostOutcome, run_hosts
-from podroutes.model import Host, Inventory, IPAddress, IPNetwork
-from podroutes.plan import RoutePlan
-from podroutes.routecache import RouteCache
-from podroutes.transport import Transport
+from podroutes.core.diff import HostDiff
+from podroutes.core.model import Host, Inventory, IPAddress, IPNetwork
+from podroutes.core.plan import RoutePlan
+from podroutes.core.routecache import RouteCache
+from podroutes.remote.engine import ChangeOutcome, HostOutcome, run_hosts
+from podroutes.remote.transport import Transport
 
 
 @dataclass(frozen=True, slots=True)

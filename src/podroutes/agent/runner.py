@@ -40,7 +40,7 @@ from podroutes.agent.metrics import AgentMetrics, Health
 from podroutes.agent.nodes import ClusterView, Notice, Sink
 from podroutes.agent.reconciler import ReconcileResult, describe
 from podroutes.agent.triggers import NetlinkEvent, Pacing, netlink_reason
-from podroutes.errors import PodroutesError
+from podroutes.core.errors import PodroutesError
 
 log = logging.getLogger("podroutes.agent")
 

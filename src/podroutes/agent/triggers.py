@@ -28,7 +28,7 @@ import enum
 from dataclasses import dataclass
 
 from podroutes.agent.nodes import NodeView
-from podroutes.model import MAIN_TABLE
+from podroutes.core.model import MAIN_TABLE
 
 
 class NetlinkKind(enum.StrEnum):

@@ -1,0 +1,150 @@
+"""``podroutes doctor`` and ``podroutes trace``: the CLI layer of diagnosis.
+
+Prints (Rich, or JSON with ``--json``) and picks exit statuses: doctor 0 healthy, 3
+findings remain, 1 a host could not be read; trace 0 delivered, 3 dropped, looped, left
+the cluster or the kernel disagreed, 1 a host could not be read; 2 bad input for both.
+Loaded lazily by :class:`podroutes.cli.main.LazyGroup`; reuses :mod:`podroutes.cli.options`;
+renders through :mod:`podroutes.cli.diag_output`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from podroutes.cli.diag_output import doctor_json, print_doctor, print_errors, print_trace
+from podroutes.cli.options import (
+    ExitStatus,
+    check_protocol,
+    console,
+    err_console,
+    handle_errors,
+    inventory_options,
+    make_transport,
+    read_inventory,
+    ssh_options,
+)
+from podroutes.core.errors import UsageError
+from podroutes.core.iproute import IFNAME_RE
+from podroutes.core.model import Inventory
+from podroutes.core.plan import plan
+from podroutes.diag.trace import (
+    Disagreement,
+    KernelAnswer,
+    Outcome,
+    Trace,
+    compare,
+    observed_network,
+    planned_network,
+    resolve,
+    simulate,
+)
+from podroutes.diag.trace_draw import trace_json
+from podroutes.diag.wire import ask_kernels, doctor, observe
+
+
+def _bridge(name: str) -> str:
+    if not IFNAME_RE.match(name):
+        raise UsageError(f"--bridge {name!r}: not an interface name")
+    return name
+
+
+def bridge_option(func: Any) -> Any:
+    return click.option("--bridge", default="cni0", show_default=True,
+                        help="The pods' bridge on every node (KTHW: cni0).")(func)
+
+
+@click.command("doctor")
+@inventory_options
+@ssh_options
+@bridge_option
+@click.option("--fix", is_flag=True,
+              help="Apply the safe fixes: forwarding on, missing routes, own-CIDR clashes.")
+@click.option("--fix-firewall", is_flag=True,
+              help="Add narrow accept rules for pod CIDRs where a firewall drops them "
+                   "(never changes a policy).")
+@handle_errors
+def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fix: bool,
+                   fix_firewall: bool, **opts: Any) -> None:
+    """Find every known cause of pods not reaching each other, on every host."""
+    check_protocol(protocol)
+    inv = read_inventory(inventory)
+    transport = make_transport(opts, inv)
+    report = asyncio.run(doctor(transport, plan(inv), protocol, bridge=_bridge(bridge),
+                                fix=fix, fix_firewall=fix_firewall,
+                                parallel=opts["parallel"], timeout=opts["timeout"]))
+    if as_json:
+        click.echo(json.dumps(doctor_json(report, inv), indent=2))
+    else:
+        print_doctor(console(), report, inv)
+    if report.errors:
+        sys.exit(ExitStatus.FAILED)
+    sys.exit(ExitStatus.DRIFT if report.findings else ExitStatus.OK)
+
+
+@click.command("trace")
+@click.argument("src")
+@click.argument("dst")
+@inventory_options
+@ssh_options
+@bridge_option
+@click.option("--observed", is_flag=True, help="Use each host's real table (read over SSH).")
+@click.option("--live", is_flag=True,
+              help="Ask each hop's kernel (ip route get) and compare; implies --observed.")
+@click.option("--node-dev", default="eth0", show_default=True,
+              help="The node interface name drawn for planned tables.")
+@handle_errors
+def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bool,
+                  bridge: str, observed: bool, live: bool, node_dev: str, **opts: Any) -> None:
+    """Show the hop-by-hop path of a packet from SRC to DST (pod IP, node IP or host)."""
+    check_protocol(protocol)
+    inv = read_inventory(inventory)
+    route_plan = plan(inv)
+    if not IFNAME_RE.match(node_dev):
+        raise UsageError(f"--node-dev {node_dev!r}: not an interface name")
+    network = planned_network(route_plan, protocol, node_dev, _bridge(bridge))
+    resolve(network, src, dst)  # bad input exits 2 before any host is contacted
+    errors: dict[str, str] = {}
+    if observed or live:
+        transport = make_transport(opts, inv)
+        facts, errors = asyncio.run(observe(transport, inv, opts["parallel"],
+                                            opts["timeout"]))
+        if errors:  # a host without its table would look like a host without routes
+            print_errors(err_console(), errors)
+            sys.exit(ExitStatus.FAILED)
+        network = observed_network(
+            route_plan, {n: f.routes for n, f in facts.items()},
+            {n: f.local_addresses() for n, f in facts.items()}, bridge)
+    a, b = resolve(network, src, dst)
+    result = simulate(network, a, b)
+    answers: dict[int, KernelAnswer] = {}
+    disagreements: dict[int, Disagreement] = {}
+    if live:  # a second connection to each hop host: the hops follow from every table
+        answers, errors = asyncio.run(ask_kernels(make_transport(opts, inv), inv, result,
+                                                  opts["parallel"], opts["timeout"]))
+        for index, answer in answers.items():
+            found = compare(result.hops[index], answer)
+            if found is not None:
+                disagreements[index] = found
+    _print_trace(as_json, result, inv, answers, disagreements, errors)
+    if errors:
+        sys.exit(ExitStatus.FAILED)
+    ok = result.outcome is Outcome.DELIVERED and not disagreements
+    sys.exit(ExitStatus.OK if ok else ExitStatus.DRIFT)
+
+
+def _print_trace(as_json: bool, result: Trace, inv: Inventory,
+                 answers: dict[int, KernelAnswer], disagreements: dict[int, Disagreement],
+                 errors: dict[str, str]) -> None:
+    if as_json:
+        data = trace_json(result, list(disagreements.values()), answers)
+        data["errors"] = errors
+        click.echo(json.dumps(data, indent=2))
+        return
+    out = console()
+    print_trace(out, result, inv, answers, disagreements)
+    print_errors(out, errors)

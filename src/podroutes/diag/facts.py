@@ -1,0 +1,307 @@
+"""What ``podroutes doctor`` reads from a host: the commands, and pure parsers for them.
+
+Pure. :data:`FACT_COMMANDS` are the argv lists that :mod:`podroutes.diag.wire` sends to a
+host in one round trip; :func:`parse_facts` turns their captured output into one
+:class:`HostFacts` value that :mod:`podroutes.diag.checks` and :mod:`podroutes.diag.trace` read.
+A fact whose command is missing on the host (no ``nft``, no ``iptables``) is recorded as
+unreadable, never guessed.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
+
+from podroutes.core.addresses import InterfaceAddress, parse_addresses
+from podroutes.core.errors import ParseError
+from podroutes.core.iproute import parse_routes
+from podroutes.core.jsontext import json_list
+from podroutes.core.model import Family, IPAddress, IPNetwork, Route
+from podroutes.diag.firewall import Ruleset, parse_iptables_save, parse_nft_json
+
+IPInterface = IPv4Interface | IPv6Interface
+
+#: The sysctls doctor reads, as one ``sysctl -r`` pattern (interface names vary).
+SYSCTL_PATTERN = (r"^net\.(ipv4\.ip_forward|ipv4\.conf\.[^.]+\.rp_filter"
+                  r"|ipv6\.conf\.all\.forwarding|ipv6\.conf\.[^.]+\.accept_ra"
+                  r"|bridge\.bridge-nf-call-ip6?tables)$")
+
+#: A constant script (no value is interpolated into it): is systemd-networkd running in
+#: this host's network namespace, and the files that say what it manages and how.
+NETWORKD_SCRIPT = r"""
+if [ "$(readlink /proc/1/ns/net)" = "$(readlink /proc/self/ns/net)" ] &&
+   systemctl is-active --quiet systemd-networkd 2>/dev/null
+then echo active; else echo inactive; fi
+for f in /etc/systemd/networkd.conf /usr/lib/systemd/networkd.conf.d/*.conf \
+         /run/systemd/networkd.conf.d/*.conf /etc/systemd/networkd.conf.d/*.conf \
+         /run/systemd/netif/links/*; do
+  [ -f "$f" ] && printf '==> %s <==\n' "$f" && cat "$f"
+done
+for f in $(sed -n -e 's/^NETWORK_FILE=//p' -e 's/^NETWORK_FILE_DROPINS=//p' \
+           /run/systemd/netif/links/* 2>/dev/null | tr -d '"' | tr ' ' '\n' | sort -u); do
+  [ -f "$f" ] && printf '==> %s <==\n' "$f" && cat "$f"
+done
+true
+"""
+
+
+class FactKind(enum.StrEnum):
+    SYSCTL = "sysctl"
+    ADDR = "addr"
+    NEIGH = "neigh"
+    ROUTE4 = "route4"
+    ROUTE6 = "route6"
+    IPTABLES4 = "iptables"
+    IPTABLES6 = "ip6tables"
+    NFT = "nft"
+    NETWORKD = "networkd"
+
+
+FACT_COMMANDS: Mapping[FactKind, tuple[str, ...]] = {
+    FactKind.SYSCTL: ("sysctl", "-e", "-a", "-r", SYSCTL_PATTERN),
+    FactKind.ADDR: ("ip", "-j", "addr", "show"),
+    FactKind.NEIGH: ("ip", "-j", "neigh", "show"),
+    FactKind.ROUTE4: ("ip", "-j", "-4", "route", "show", "table", "main"),
+    FactKind.ROUTE6: ("ip", "-j", "-6", "route", "show", "table", "main"),
+    FactKind.IPTABLES4: ("iptables-save", "-t", "filter"),
+    FactKind.IPTABLES6: ("ip6tables-save", "-t", "filter"),
+    FactKind.NFT: ("nft", "-j", "list", "ruleset"),
+    FactKind.NETWORKD: ("sh", "-c", NETWORKD_SCRIPT),
+}
+
+#: The facts trace needs from a host: its addresses and both routing tables.
+TRACE_FACTS = (FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A command's captured result, as the transport returned it."""
+
+    status: int
+    stdout: str
+    stderr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    name: str
+    index: int
+    up: bool  # administratively up (the UP flag)
+    mtu: int
+    master: str | None = None
+    addresses: tuple[IPInterface, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    address: IPAddress
+    dev: str
+    states: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Networkd:
+    """systemd-networkd as this host's network namespace sees it."""
+
+    active: bool = False
+    managed: Mapping[int, str] = field(default_factory=dict)  # ifindex -> .network file
+    manage_foreign_routes: bool = True  # networkd's default
+    #: (destination, gateway) of every [Route] section of each .network file, by path.
+    persisted: Mapping[str, tuple[tuple[IPNetwork, IPAddress | None], ...]] = field(
+        default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    sysctls: Mapping[str, int] = field(default_factory=dict)
+    interfaces: tuple[Interface, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    routes: tuple[Route, ...] = ()
+    iptables: Mapping[Family, Ruleset] = field(default_factory=dict)
+    nft: Ruleset | None = None
+    networkd: Networkd = Networkd()
+    #: Every address with its flags and lifetimes (temporary, deprecated, ...), from the
+    #: same ``ip -j addr`` output as ``interfaces``.
+    addresses: tuple[InterfaceAddress, ...] = ()
+    #: Facts that could not be read, with the host's own words ("nft: not found").
+    unreadable: Mapping[FactKind, str] = field(default_factory=dict)
+
+    def interface(self, name: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+    def interface_with(self, address: IPAddress) -> Interface | None:
+        return next((i for i in self.interfaces
+                     if any(a.ip == address for a in i.addresses)), None)
+
+    def local_addresses(self) -> dict[IPAddress, str]:
+        return {a.ip: i.name for i in self.interfaces for a in i.addresses}
+
+    def sysctl(self, name: str, default: int = 0) -> int:
+        return self.sysctls.get(name, default)
+
+    @property
+    def br_netfilter(self) -> bool:
+        """``br_netfilter`` is loaded: its ``net.bridge`` sysctls exist."""
+        return any(k.startswith("net.bridge.") for k in self.sysctls)
+
+    def rp_filter(self, interface: str) -> int:
+        """The effective reverse-path filter of an interface: max(all, interface)."""
+        return max(self.sysctl("net.ipv4.conf.all.rp_filter"),
+                   self.sysctl(f"net.ipv4.conf.{interface}.rp_filter"))
+
+
+def parse_facts(outputs: Mapping[FactKind, Output]) -> HostFacts:
+    """One host's facts from the outputs of (some of) :data:`FACT_COMMANDS`."""
+    unreadable: dict[FactKind, str] = {}
+
+    def text(kind: FactKind) -> str | None:
+        out = outputs.get(kind)
+        if out is None:
+            return None
+        if out.status != 0:
+            unreadable[kind] = (out.stderr.strip().splitlines() or [f"exit {out.status}"])[-1]
+            return None
+        return out.stdout
+
+    sysctl = text(FactKind.SYSCTL)
+    addr = text(FactKind.ADDR)
+    neigh = text(FactKind.NEIGH)
+    routes: list[Route] = []
+    for kind, family in ((FactKind.ROUTE4, Family.V4), (FactKind.ROUTE6, Family.V6)):
+        table = text(kind)
+        if table is not None:
+            routes += parse_routes(table, family)
+    iptables = {}
+    for kind, family in ((FactKind.IPTABLES4, Family.V4), (FactKind.IPTABLES6, Family.V6)):
+        saved = text(kind)
+        if saved is not None:
+            iptables[family] = parse_iptables_save(saved, family)
+    nft = text(FactKind.NFT)
+    networkd = text(FactKind.NETWORKD)
+    return HostFacts(
+        sysctls=parse_sysctls(sysctl) if sysctl is not None else {},
+        interfaces=tuple(parse_addr(addr)) if addr is not None else (),
+        addresses=tuple(parse_addresses(addr)) if addr is not None else (),
+        neighbours=tuple(parse_neigh(neigh)) if neigh is not None else (),
+        routes=tuple(routes),
+        iptables=iptables,
+        nft=parse_nft_json(nft) if nft is not None else None,
+        networkd=parse_networkd(networkd) if networkd is not None else Networkd(),
+        unreadable=unreadable,
+    )
+
+
+def parse_sysctls(text: str) -> dict[str, int]:
+    """``sysctl`` output (``name = value`` lines); interface names keep their dots."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and value.strip().lstrip("-").isdigit():
+            out[name.strip().replace("/", ".")] = int(value.strip())
+    return out
+
+
+
+
+def parse_addr(text: str) -> list[Interface]:
+    """``ip -j addr show``: every link with its flags, MTU, bridge and addresses."""
+    out = []
+    for link in json_list(text, "ip -j addr"):
+        try:
+            addresses = tuple(ip_interface(f"{a['local']}/{a['prefixlen']}")
+                              for a in link.get("addr_info", ()) if "local" in a)
+            out.append(Interface(
+                name=str(link["ifname"]), index=int(link["ifindex"]),
+                up="UP" in link.get("flags", ()), mtu=int(link.get("mtu", 0)),
+                master=link.get("master"), addresses=addresses))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ParseError(f"`ip -j addr` entry not understood: {link!r}") from exc
+    return out
+
+
+def parse_neigh(text: str) -> list[Neighbour]:
+    """``ip -j neigh show``: neighbour cache entries with their NUD states."""
+    out = []
+    for entry in json_list(text, "ip -j neigh"):
+        try:
+            out.append(Neighbour(ip_address(entry["dst"]), str(entry.get("dev", "")),
+                                 tuple(str(s) for s in entry.get("state", ()))))
+        except (KeyError, ValueError) as exc:
+            raise ParseError(f"`ip -j neigh` entry not understood: {entry!r}") from exc
+    return out
+
+
+_HEADER = re.compile(r"^==> (.+) <==$")
+_TRUE = {"yes", "true", "on", "1"}
+_FALSE = {"no", "false", "off", "0"}
+
+
+def _sections(text: str) -> tuple[str, dict[str, str]]:
+    """Split the networkd script's output into its first line and files by path."""
+    first, files, path = "", {}, None
+    for line in text.splitlines():
+        match = _HEADER.match(line)
+        if match:
+            path = match.group(1)
+            files[path] = ""
+        elif path is None:
+            first = first or line.strip()
+        else:
+            files[path] += line + "\n"
+    return first, files
+
+
+def _ini(text: str) -> list[tuple[str, dict[str, str]]]:
+    """The sections of a systemd unit-style file, in order; a later key wins."""
+    out: list[tuple[str, dict[str, str]]] = [("", {})]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            out.append((line[1:-1], {}))
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            out[-1][1][key.strip()] = value.strip()
+    return out
+
+
+def parse_networkd(text: str) -> Networkd:
+    """The output of :data:`NETWORKD_SCRIPT`."""
+    state, files = _sections(text)
+    managed: dict[int, str] = {}
+    manage_foreign = True
+    confs = [p for p in files if p.endswith(".conf") and "networkd.conf" in p]
+    main = [p for p in confs if p.endswith("/networkd.conf")]
+    dropins = sorted((p for p in confs if p not in main), key=lambda p: p.rsplit("/", 1)[-1])
+    for path in main + dropins:
+        for section, values in _ini(files[path]):
+            value = values.get("ManageForeignRoutes", "").lower()
+            if section == "Network" and value in _TRUE | _FALSE:
+                manage_foreign = value in _TRUE
+    for path, body in files.items():
+        if "/netif/links/" in path and path.rsplit("/", 1)[-1].isdigit():
+            state_of = _ini(body)[0][1]
+            if state_of.get("ADMIN_STATE") in ("configured", "configuring") and \
+                    state_of.get("NETWORK_FILE"):
+                managed[int(path.rsplit("/", 1)[-1])] = state_of["NETWORK_FILE"]
+    persisted = {path: tuple(_network_routes(body)) for path, body in files.items()
+                 if path.endswith(".network") or ".network.d/" in path}
+    return Networkd(state == "active", managed, manage_foreign, persisted)
+
+
+def _network_routes(body: str) -> list[tuple[IPNetwork, IPAddress | None]]:
+    routes: list[tuple[IPNetwork, IPAddress | None]] = []
+    for section, values in _ini(body):
+        if section != "Route" or "Destination" not in values:
+            continue
+        try:
+            gateway = values.get("Gateway")
+            routes.append((ip_network(values["Destination"], strict=False),
+                           ip_address(gateway) if gateway else None))
+        except ValueError:
+            continue  # a route networkd itself would reject
+    return routes

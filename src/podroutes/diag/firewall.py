@@ -1,0 +1,404 @@
+"""Firewall rules as values, and what they do to a class of forwarded pod packets.
+
+Pure: the text of ``iptables-save -t filter`` / ``ip6tables-save -t filter`` and the JSON
+of ``nft -j list ruleset`` in, :class:`Chain` values out; :func:`evaluate` walks a chain
+for a :class:`Flow` (a set of packets: source and destination networks, in and out
+interface) and says whether all of them are accepted. Called by :mod:`podroutes.diag.facts`
+(parsing) and :mod:`podroutes.diag.checks` (evaluation).
+
+The evaluation is conservative in the direction that avoids false alarms: a rule with a
+match podroutes does not understand (``-m conntrack``, ``ct state``, ``-p tcp``) neither
+counts as accepting the flow nor as dropping it. A rule that drops part of the flow (its
+addresses overlap it) counts as dropping it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shlex
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import ip_address, ip_network, summarize_address_range
+from typing import Any
+
+from podroutes.core.errors import ParseError
+from podroutes.core.model import Family, IPNetwork
+
+
+class Verdict(enum.StrEnum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    RETURN = "return"
+    JUMP = "jump"
+    GOTO = "goto"
+    NONE = "none"  # a rule that only counts or logs
+
+
+class Source(enum.StrEnum):
+    IPTABLES = "iptables"
+    NFT = "nft"
+
+
+@dataclass(frozen=True, slots=True)
+class AddressMatch:
+    networks: tuple[IPNetwork, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NameMatch:
+    """An interface name match; a pattern ending in ``+`` (iptables) or ``*`` (nft) is a
+    prefix."""
+
+    patterns: tuple[str, ...]
+    negated: bool = False
+
+    def matches(self, name: str) -> bool:
+        hit = any(name.startswith(p[:-1]) if p.endswith(("+", "*")) else name == p
+                  for p in self.patterns)
+        return hit != self.negated
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    verdict: Verdict
+    text: str
+    src: AddressMatch | None = None
+    dst: AddressMatch | None = None
+    iif: NameMatch | None = None
+    oif: NameMatch | None = None
+    family: Family | None = None  # nft ``ip``/``ip6`` payload matches restrict the family
+    target: str | None = None  # the chain of a jump or goto
+    #: The rule has a match podroutes cannot evaluate (conntrack, protocol, marks, ...).
+    unknown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    source: Source
+    family: str  # ip, ip6, inet, bridge (nft families; iptables is ip, ip6tables ip6)
+    table: str
+    name: str
+    hook: str | None = None
+    policy: str | None = None  # accept / drop for base chains
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.source is Source.IPTABLES:
+            tool = "iptables" if self.family == "ip" else "ip6tables"
+            return f"{tool} {self.table} {self.name}"
+        return f"nft {self.family} {self.table} {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """Every chain of one source (iptables for one family, or all of nftables)."""
+
+    source: Source
+    chains: Mapping[tuple[str, str, str], Chain] = field(default_factory=dict)
+    #: iptables-save said it is the nf_tables backend (its tables also show in nft).
+    nft_backend: bool = False
+
+    def chain(self, family: str, table: str, name: str) -> Chain | None:
+        return self.chains.get((family, table, name))
+
+    def forward_chains(self) -> list[Chain]:
+        if self.source is Source.IPTABLES:
+            return [c for c in self.chains.values() if c.name == "FORWARD"]
+        return [c for c in self.chains.values() if c.hook == "forward" and c.policy]
+
+
+# --- iptables-save ------------------------------------------------------------------------
+
+_IPT_NEGATABLE = {"-s": "src", "--source": "src", "-d": "dst", "--destination": "dst",
+                  "-i": "iif", "--in-interface": "iif", "-o": "oif", "--out-interface": "oif"}
+_IPT_VERDICTS = {"ACCEPT": Verdict.ACCEPT, "DROP": Verdict.DROP, "REJECT": Verdict.DROP,
+                 "RETURN": Verdict.RETURN}
+
+
+def parse_iptables_save(text: str, family: Family) -> Ruleset:
+    """Parse ``iptables-save -t filter`` (or ``ip6tables-save``) output."""
+    fam = "ip" if family is Family.V4 else "ip6"
+    policies: dict[str, str | None] = {}
+    rules: dict[str, list[Rule]] = {}
+    table = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        if line.startswith("*"):
+            table = line[1:]
+            continue
+        if table != "filter":
+            continue
+        if line.startswith(":"):
+            name, policy = [*line[1:].split(), "-"][:2]
+            policies[name] = None if policy == "-" else policy.lower()
+            rules.setdefault(name, [])
+        elif line.startswith("-A "):
+            try:
+                words = shlex.split(line)
+                rules.setdefault(words[1], []).append(
+                    _iptables_rule(words[2:], line, policies.keys()))
+            except (ValueError, IndexError) as exc:
+                raise ParseError(f"iptables-save line {number}: {line!r}: {exc}") from exc
+    chains = {(fam, "filter", name): Chain(Source.IPTABLES, fam, "filter", name,
+                                           "forward" if name == "FORWARD" else None,
+                                           policies.get(name), tuple(rules.get(name, ())))
+              for name in policies.keys() | rules.keys()}
+    return Ruleset(Source.IPTABLES, chains, nft_backend="(nf_tables)" in text)
+
+
+def _iptables_rule(words: Sequence[str], text: str, chains: Collection[str]) -> Rule:
+    fields: dict[str, Any] = {}
+    unknown = False
+    verdict, target = Verdict.NONE, None
+    negate = False
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "!":
+            negate = True
+            i += 1
+            continue
+        if word in _IPT_NEGATABLE:
+            key, value = _IPT_NEGATABLE[word], words[i + 1]
+            if key in ("src", "dst"):
+                nets = tuple(ip_network(v, strict=False) for v in value.split(","))
+                fields[key] = AddressMatch(nets, negate)
+            else:
+                fields[key] = NameMatch((value,), negate)
+            i += 2
+        elif word in ("-j", "--jump", "-g", "--goto"):
+            name = words[i + 1]
+            if name in _IPT_VERDICTS:
+                verdict = _IPT_VERDICTS[name]
+            elif name in chains:  # iptables-save declares every chain before its rules
+                verdict = Verdict.JUMP if word in ("-j", "--jump") else Verdict.GOTO
+                target = name
+            # else an extension target (LOG, MARK, CT, ...): packets go on
+            break  # target options follow; they do not match packets
+        elif word == "-m" and words[i + 1] == "comment":
+            i += 4 if i + 2 < len(words) and words[i + 2] == "--comment" else 2
+        elif word in ("-p", "--protocol") and words[i + 1] in ("all", "0"):
+            i += 2
+        else:
+            unknown = True
+            i += 1
+        negate = False
+    return Rule(verdict, text, fields.get("src"), fields.get("dst"), fields.get("iif"),
+                fields.get("oif"), target=target, unknown=unknown)
+
+
+# --- nft -j list ruleset ------------------------------------------------------------------
+
+_NFT_VERDICTS = {"accept": Verdict.ACCEPT, "drop": Verdict.DROP, "reject": Verdict.DROP,
+                 "return": Verdict.RETURN, "jump": Verdict.JUMP, "goto": Verdict.GOTO}
+_NFT_IGNORED = {"counter", "log", "comment", "limit_counter", "notrack"}
+
+
+def parse_nft_json(text: str) -> Ruleset:
+    """Parse ``nft -j list ruleset``: every chain of every table, rules in order."""
+    try:
+        data = json.loads(text) if text.strip() else {"nftables": []}
+        items = data["nftables"]
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ParseError(f"`nft -j list ruleset` printed something unexpected: {exc}") from exc
+    heads: dict[tuple[str, str, str], dict[str, Any]] = {}
+    rules: dict[tuple[str, str, str], list[Rule]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if "chain" in item:
+            c = item["chain"]
+            heads[(c["family"], c["table"], c["name"])] = c
+        elif "rule" in item:
+            r = item["rule"]
+            key = (r["family"], r["table"], r["chain"])
+            rules.setdefault(key, []).append(_nft_rule(r.get("expr", [])))
+    chains = {key: Chain(Source.NFT, key[0], key[1], key[2], head.get("hook"),
+                         head.get("policy") if head.get("hook") else None,
+                         tuple(rules.get(key, ())))
+              for key, head in heads.items()}
+    return Ruleset(Source.NFT, chains)
+
+
+def _nft_rule(exprs: Sequence[Any]) -> Rule:
+    fields: dict[str, Any] = {}
+    unknown = False
+    verdict, target = Verdict.NONE, None
+    family: Family | None = None
+    for expr in exprs:
+        kind = next(iter(expr)) if isinstance(expr, dict) and expr else None
+        if kind in _NFT_VERDICTS:
+            verdict = _NFT_VERDICTS[kind]
+            if kind in ("jump", "goto"):
+                target = expr[kind]["target"]
+        elif kind in _NFT_IGNORED or (kind == "xt" and expr["xt"].get("name") == "comment"):
+            continue
+        elif kind == "match":
+            parsed = _nft_match(expr["match"])
+            if parsed is None:
+                unknown = True
+            elif parsed[0] == "family":
+                family = parsed[1]
+            else:
+                fields[parsed[0]] = parsed[1]
+                if parsed[0] in ("src", "dst"):
+                    family = Family.of(parsed[1].networks[0])
+        else:
+            unknown = True
+    return Rule(verdict, _nft_text(exprs), fields.get("src"), fields.get("dst"),
+                fields.get("iif"), fields.get("oif"), family, target, unknown)
+
+
+def _nft_match(m: Mapping[str, Any]) -> tuple[str, Any] | None:
+    op, left, right = m.get("op"), m.get("left"), m.get("right")
+    if op not in ("==", "!=", "in") or not isinstance(left, dict):
+        return None
+    negated = op == "!="
+    if "payload" in left and left["payload"].get("protocol") in ("ip", "ip6"):
+        key = {"saddr": "src", "daddr": "dst"}.get(left["payload"].get("field", ""))
+        networks = _nft_networks(right)
+        if key is None or networks is None:
+            return None
+        return key, AddressMatch(tuple(networks), negated)
+    if "meta" in left:
+        key = left["meta"].get("key")
+        if key in ("iifname", "oifname", "iif", "oif"):
+            names: list[Any] = right.get("set", []) if isinstance(right, dict) else [right]
+            if not names or not all(isinstance(n, str) for n in names):
+                return None
+            return key[:3], NameMatch(tuple(str(n) for n in names), negated)
+        if key == "nfproto" and not negated and right in ("ipv4", "ipv6"):
+            return "family", Family.V4 if right == "ipv4" else Family.V6
+    return None
+
+
+def _nft_networks(right: Any) -> list[IPNetwork] | None:
+    values = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    out: list[IPNetwork] = []
+    try:
+        for v in values:
+            if isinstance(v, str):
+                out.append(ip_network(v))
+            elif isinstance(v, dict) and "prefix" in v:
+                out.append(ip_network(f"{v['prefix']['addr']}/{v['prefix']['len']}"))
+            elif isinstance(v, dict) and "range" in v:
+                low, high = (ip_address(x) for x in v["range"])
+                out += summarize_address_range(low, high)
+            else:
+                return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return out or None
+
+
+def _nft_text(exprs: Sequence[Any]) -> str:
+    return json.dumps(exprs, separators=(",", ":"))[:200]
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A class of forwarded packets, e.g. "from other nodes' pods to this node's pods"."""
+
+    label: str
+    src: IPNetwork
+    dst: IPNetwork
+    iif: str
+    oif: str
+    bridged: bool = False
+
+    @property
+    def family(self) -> Family:
+        return Family.of(self.dst)
+
+
+class _Hit(enum.Enum):
+    NO = 0
+    ALL = 1
+    SOME = 2  # the rule's addresses cover part of the flow
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a chain does to a flow, and which rule (or the policy) decided it."""
+
+    verdict: Verdict  # ACCEPT or DROP
+    chain: Chain
+    rule: Rule | None  # None: the chain's policy
+
+
+def _address_hit(match: AddressMatch | None, net: IPNetwork) -> _Hit:
+    if match is None:
+        return _Hit.ALL
+    same = [n for n in match.networks if n.version == net.version]
+    if any(net.subnet_of(n) for n in same):  # type: ignore[arg-type]
+        return _Hit.NO if match.negated else _Hit.ALL
+    if not any(net.overlaps(n) for n in same):
+        return _Hit.ALL if match.negated else _Hit.NO
+    return _Hit.SOME
+
+
+def _hit(rule: Rule, flow: Flow) -> _Hit:
+    if rule.family is not None and rule.family is not flow.family:
+        return _Hit.NO
+    if (rule.iif and not rule.iif.matches(flow.iif)) or (
+            rule.oif and not rule.oif.matches(flow.oif)):
+        return _Hit.NO
+    hits = {_address_hit(rule.src, flow.src), _address_hit(rule.dst, flow.dst)}
+    if _Hit.NO in hits:
+        return _Hit.NO
+    if rule.unknown:
+        return _Hit.UNKNOWN
+    return _Hit.SOME if _Hit.SOME in hits else _Hit.ALL
+
+
+def evaluate(chain: Chain, flow: Flow, ruleset: Ruleset) -> Decision:
+    """Walk a base chain (and the chains it jumps to) for ``flow``."""
+    decided = _walk(chain, flow, ruleset, depth=0)
+    if decided is not None:
+        return decided
+    policy = Verdict.DROP if (chain.policy or "accept") == "drop" else Verdict.ACCEPT
+    return Decision(policy, chain, None)
+
+
+def _walk(chain: Chain, flow: Flow, ruleset: Ruleset, depth: int) -> Decision | None:
+    """A terminal decision, or None when the packets fall through (or return)."""
+    if depth > 16:  # iptables and nft refuse deeper nesting; never loop on bad input
+        return None
+    for rule in chain.rules:
+        hit = _hit(rule, flow)
+        if hit in (_Hit.NO, _Hit.UNKNOWN):
+            continue
+        if rule.verdict is Verdict.DROP:
+            return Decision(Verdict.DROP, chain, rule)
+        if hit is _Hit.SOME:  # an accept, return or jump that only some packets take
+            continue
+        if rule.verdict is Verdict.ACCEPT:
+            return Decision(Verdict.ACCEPT, chain, rule)
+        if rule.verdict is Verdict.RETURN:
+            return None
+        if rule.verdict in (Verdict.JUMP, Verdict.GOTO) and rule.target:
+            sub = ruleset.chain(chain.family, chain.table, rule.target)
+            decided = _walk(sub, flow, ruleset, depth + 1) if sub else None
+            if decided is not None or rule.verdict is Verdict.GOTO:
+                return decided
+    return None
+
+
+def applies_to(chain: Chain, flow: Flow, bridge_calls_iptables: bool) -> bool:
+    """Whether packets of ``flow`` pass through ``chain`` at all."""
+    if chain.family == "bridge":
+        return flow.bridged
+    if flow.bridged and not bridge_calls_iptables:
+        return False
+    if chain.family == "inet":
+        return True
+    return chain.family == ("ip" if flow.family is Family.V4 else "ip6")

@@ -1,0 +1,111 @@
+"""doctor and trace over the wire: read facts, run fixes, ask kernels. Returns values.
+
+I/O orchestration over a :class:`~podroutes.remote.transport.Transport` (the same SSH or local
+shells as ``apply``). Per host, one session: every fact command of
+:data:`~podroutes.diag.facts.FACT_COMMANDS` in one round trip (``run_many``); with ``--fix``,
+the fixes in a second round trip and a re-read in a third, on the same connection.
+Hosts run in parallel under a bound, each under a timeout; a failing host never stops
+the others. The checks themselves are pure (:mod:`podroutes.diag.checks`). Never prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from podroutes.core.model import Host, Inventory
+from podroutes.core.plan import RoutePlan
+from podroutes.diag.checks import check_all
+from podroutes.diag.facts import FACT_COMMANDS, FactKind, HostFacts, Output, parse_facts
+from podroutes.diag.findings import Finding, FixClass
+from podroutes.diag.trace import Hop, KernelAnswer, Trace, kernel_query, parse_route_get
+from podroutes.remote.session import Command, ShellSession
+from podroutes.remote.transport import Transport, each_host
+
+
+async def read_facts(session: ShellSession, kinds: Sequence[FactKind] = tuple(FactKind),
+                     ) -> HostFacts:
+    """The facts of one host, in one round trip."""
+    results = await session.run_many([Command(FACT_COMMANDS[k]) for k in kinds])
+    return parse_facts({k: Output(r.status, r.stdout, r.stderr)
+                        for k, r in zip(kinds, results, strict=True)})
+
+
+@dataclass(frozen=True, slots=True)
+class FixRun:
+    host: str
+    command: str
+    status: int
+    stderr: str
+
+
+@dataclass(slots=True)
+class DoctorReport:
+    findings: list[Finding]  # what remains (after the fixes, when any ran)
+    errors: dict[str, str]  # hosts that could not be read
+    facts: dict[str, HostFacts]
+    before: list[Finding] | None = None  # what was found before fixing
+    fixes: list[FixRun] = field(default_factory=list)
+
+
+def allowed_fixes(fix: bool, fix_firewall: bool) -> set[FixClass]:
+    return ({FixClass.SAFE} if fix else set()) | ({FixClass.FIREWALL} if fix_firewall else set())
+
+
+async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
+                 bridge: str = "cni0", fix: bool = False, fix_firewall: bool = False,
+                 parallel: int = 32, timeout: float = 30.0) -> DoctorReport:
+    """Read every host, check, and (``fix``/``fix_firewall``) repair and check again."""
+    inventory = route_plan.inventory
+    facts, errors = await each_host(transport, inventory, lambda s, h: read_facts(s),
+                                    parallel, timeout)
+    findings = check_all(route_plan, facts, protocol, bridge)
+    report = DoctorReport(findings, errors, facts)
+    allowed = allowed_fixes(fix, fix_firewall)
+    todo: dict[str, list[tuple[str, ...]]] = {}
+    for finding in findings:
+        if finding.automatic and finding.fix_class in allowed:
+            todo.setdefault(finding.host, []).extend(finding.argv)
+    if not todo:
+        return report
+
+    async def repair(session: ShellSession, host: Host) -> HostFacts:
+        results = await session.run_many([Command(argv) for argv in todo[host.name]])
+        report.fixes.extend(FixRun(host.name, r.command, r.status, r.stderr.strip())
+                            for r in results)
+        return await read_facts(session)
+
+    fixed, fix_errors = await each_host(
+        transport, [h for h in inventory if h.name in todo], repair, parallel, timeout)
+    facts.update(fixed)
+    errors.update(fix_errors)
+    report.before = findings
+    report.findings = check_all(route_plan, facts, protocol, bridge)
+    return report
+
+
+async def observe(transport: Transport, inventory: Inventory, parallel: int,
+                  timeout: float) -> tuple[dict[str, HostFacts], dict[str, str]]:
+    """What trace --observed needs from every host: addresses and both tables."""
+    kinds = (FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
+    return await each_host(transport, inventory, lambda s, h: read_facts(s, kinds),
+                           parallel, timeout)
+
+
+async def ask_kernels(transport: Transport, inventory: Inventory, trace: Trace,
+                      parallel: int, timeout: float,
+                      ) -> tuple[dict[int, KernelAnswer], dict[str, str]]:
+    """``ip route get`` at every hop of ``trace``, on that hop's host (trace --live)."""
+    by_host: dict[str, list[tuple[int, Hop]]] = {}
+    for index, hop in enumerate(trace.hops):
+        by_host.setdefault(hop.host, []).append((index, hop))
+
+    async def ask(session: ShellSession, host: Host) -> dict[int, KernelAnswer]:
+        hops = by_host[host.name]
+        results = await session.run_many([Command(kernel_query(h, trace)) for _, h in hops])
+        return {i: parse_route_get(r.status, r.stdout, r.stderr)
+                for (i, _), r in zip(hops, results, strict=True)}
+
+    answers, errors = await each_host(
+        transport, [h for h in inventory if h.name in by_host], ask, parallel, timeout)
+    return {i: a for per_host in answers.values() for i, a in per_host.items()}, errors

@@ -1,0 +1,1 @@
+"""The Kubernetes-the-Hard-Way lab in network namespaces: topology, seed files, machines, smoke."""

@@ -1,0 +1,536 @@
+"""The lab's smoke matrix: every pod pings every other pod, all pairs at once, in-process.
+
+I/O (root). One worker thread enters each source pod's network namespace with
+``setns(2)``, opens a raw ICMP socket there (a socket stays in the namespace it was made
+in) and goes back to the namespace it came from, always, before the next pod; if it
+cannot go back it raises and nothing is sent. The calling thread never changes
+namespace: it only sends and receives on those pod sockets, so every packet leaves from
+a pod and only addresses of namespaces the lab made are pinged. One poll loop sends an
+ICMP echo request for every ordered pair of pods (per family in a dual-stack lab: ICMP
+to the IPv4 address, ICMPv6 to the IPv6 one), paced, with an identifier per source and a
+token in the payload, so a reply counts only for the pair, attempt and run that asked
+for it and only when it comes from the pinged address. Unanswered pairs are asked again
+(``tries`` attempts, ``interval`` apart) and fail ``wait`` seconds after the first; an
+ICMP error quoting one of the requests (a node's "Destination Net Unreachable") becomes
+the failed pair's detail, as ``ping`` prints it. Returns values; the CLI prints the
+matrices.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import heapq
+import os
+import resource
+import secrets
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podroutes.core.errors import LabError
+from podroutes.lab.netns import LabSpec
+from podroutes.lab.topology import Machine
+
+CLONE_NEWNET = 0x40000000
+SOL_RAW = 255  # linux/socket.h; ICMP_FILTER lives at this level
+ICMP_FILTER = 1  # linux/icmp.h: a u32, bit N set drops ICMP type N
+ICMPV6_FILTER = 1  # linux/icmpv6.h: 8 x u32, bit N set drops ICMPv6 type N
+SO_RCVBUFFORCE = 33  # asm-generic/socket.h (root may exceed rmem_max)
+RCVBUF = 1 << 20
+
+ECHO_REQUEST = {4: 8, 6: 128}
+ECHO_REPLY = {4: 0, 6: 129}
+#: The ICMP types a probe socket receives: echo replies and the errors that may quote one
+#: of its requests. Every other type (the echo requests other pods send to this one,
+#: neighbour discovery) is dropped by the kernel before it reaches the socket.
+PASS_TYPES = {4: (0, 3, 11, 12), 6: (1, 2, 3, 4, 129)}
+
+_TOKEN = struct.Struct("!8sIIH")  # run nonce, source index, target index, attempt
+
+_UNREACH4 = {
+    0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
+    2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
+    4: "Frag needed and DF set", 5: "Source Route Failed",
+    6: "Destination Net Unknown", 7: "Destination Host Unknown",
+    8: "Source Host Isolated", 9: "Destination Net Prohibited",
+    10: "Destination Host Prohibited",
+    11: "Destination Net Unreachable for Type of Service",
+    12: "Destination Host Unreachable for Type of Service", 13: "Packet filtered",
+    14: "Precedence Violation", 15: "Precedence Cutoff"}
+_UNREACH6 = {
+    0: "No route", 1: "Administratively prohibited", 2: "Beyond scope of source address",
+    3: "Address unreachable", 4: "Port unreachable",
+    5: "Source address failed ingress/egress policy", 6: "Reject route to destination"}
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    src: Machine
+    dst: Machine
+    ok: bool
+    detail: str
+    family: int = 4
+
+    @property
+    def dst_address(self) -> str:
+        return self.dst.address_of(self.family) or ""
+
+
+# --- ICMP packets (pure) -----------------------------------------------------------------
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_request(family: int, ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMP (4) or ICMPv6 (6) echo request. ICMPv6's checksum covers a pseudo-header
+    with the addresses, so the kernel fills it in on raw ICMPv6 sockets; ICMP's is ours."""
+    header = struct.pack("!BBHHH", ECHO_REQUEST[family], 0, 0, ident, seq)
+    if family == 6:
+        return header + payload
+    cs = checksum(header + payload)
+    return header[:2] + struct.pack("!H", cs) + header[4:] + payload
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An ICMP message that answers an echo request: a reply, or an error quoting it."""
+
+    ident: int
+    seq: int
+    payload: bytes
+    sender: str  # who sent this message (the pinged pod, or a router)
+    target: str  # the address the request went to
+    error: str | None = None  # ping's words for an error; None for an echo reply
+
+
+def error_text(family: int, type_: int, code: int, extra: int = 0) -> str:
+    """What ``ping`` prints for an ICMP error (iputils' wording)."""
+    if family == 4:
+        if type_ == 3:
+            text = _UNREACH4.get(code, f"Dest Unreachable, Bad Code: {code}")
+            return f"{text} (mtu = {extra & 0xFFFF})" if code == 4 else text
+        if type_ == 11:
+            return "Frag reassembly time exceeded" if code else "Time to live exceeded"
+        if type_ == 12:
+            return f"Parameter problem: pointer = {extra >> 24}"
+        return f"Bad ICMP type: {type_}"
+    if type_ == 1:
+        return "Destination unreachable: " + _UNREACH6.get(code, f"Unknown code {code}")
+    if type_ == 2:
+        return f"Packet too big: mtu={extra}"
+    if type_ == 3:
+        return "Time exceeded: " + ("Defragmentation failure" if code else "Hop limit")
+    if type_ == 4:
+        return f"Parameter problem: code {code}, pointer {extra}"
+    return f"Bad ICMPv6 type: {type_}"
+
+
+def parse4(packet: bytes) -> Answer | None:
+    """An IPv4 datagram as a raw ICMP socket returns it (IP header first)."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_ICMP:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    sender = socket.inet_ntop(socket.AF_INET, packet[12:16])
+    icmp = packet[ihl:]
+    if len(icmp) < 8:
+        return None
+    type_, code, _, rest = struct.unpack("!BBHI", icmp[:8])
+    if type_ == ECHO_REPLY[4]:
+        ident, seq = struct.unpack("!HH", icmp[4:8])
+        return Answer(ident, seq, icmp[8:], sender, sender)
+    if type_ == 0 or type_ not in PASS_TYPES[4]:
+        return None
+    inner = icmp[8:]  # the IP header and (at least) 8 bytes of the request it quotes
+    if len(inner) < 20 or inner[0] >> 4 != 4 or inner[9] != socket.IPPROTO_ICMP:
+        return None
+    inner_icmp = inner[(inner[0] & 0x0F) * 4:]
+    if len(inner_icmp) < 8 or inner_icmp[0] != ECHO_REQUEST[4]:
+        return None
+    ident, seq = struct.unpack("!HH", inner_icmp[4:8])
+    return Answer(ident, seq, inner_icmp[8:], sender,
+                  socket.inet_ntop(socket.AF_INET, inner[16:20]),
+                  error_text(4, type_, code, rest))
+
+
+def parse6(message: bytes, sender: str) -> Answer | None:
+    """An ICMPv6 message as a raw ICMPv6 socket returns it (no IPv6 header)."""
+    if len(message) < 8:
+        return None
+    type_, code, _, rest = struct.unpack("!BBHI", message[:8])
+    if type_ == ECHO_REPLY[6]:
+        ident, seq = struct.unpack("!HH", message[4:8])
+        return Answer(ident, seq, message[8:], sender, sender)
+    if type_ >= 128:
+        return None
+    inner = message[8:]  # the IPv6 header and as much of the request as fits
+    if len(inner) < 48 or inner[0] >> 4 != 6 or inner[6] != socket.IPPROTO_ICMPV6 or \
+            inner[40] != ECHO_REQUEST[6]:
+        return None
+    ident, seq = struct.unpack("!HH", inner[44:48])
+    return Answer(ident, seq, inner[48:], sender, socket.inet_ntop(socket.AF_INET6, inner[24:40]),
+                  error_text(6, type_, code, rest))
+
+
+# --- sockets inside the pods' namespaces --------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.setns.restype = ctypes.c_int
+
+
+def _setns(fd: int) -> None:
+    """Move the calling thread (only it) into the network namespace ``fd`` refers to."""
+    if int(_libc.setns(fd, CLONE_NEWNET)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def _ns_id(fd_or_path: int | str) -> tuple[int, int]:
+    info = os.stat(fd_or_path)
+    return info.st_dev, info.st_ino
+
+
+class NamespaceEscape(LabError):
+    """The socket thread could not get back to the namespace it started in."""
+
+
+def _probe_socket(family: int, address: str) -> socket.socket:
+    """A raw ICMP(v6) socket of the calling thread's namespace, bound to ``address``."""
+    if family == 4:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    else:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    try:
+        if family == 4:
+            drop = 0xFFFFFFFF & ~sum(1 << t for t in PASS_TYPES[4])
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", drop))
+            sock.bind((address, 0))
+        else:
+            words = [0xFFFFFFFF] * 8
+            for t in PASS_TYPES[6]:
+                words[t >> 5] &= ~(1 << (t & 31))
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMPV6_FILTER, struct.pack("=8I", *words))
+            sock.bind((address, 0, 0, 0))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _open_in_namespaces(wanted: Sequence[tuple[str, int, str]]) -> list[socket.socket]:
+    """For each (namespace, family, address): a probe socket made inside that namespace.
+
+    Runs in a worker thread: enters each namespace and, in a ``finally``, returns to the
+    thread's own before the next; raises :class:`NamespaceEscape` if that fails (the
+    thread then ends without sending anything). A namespace that turns out to be the
+    thread's own (not a pod's) is refused."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    out: list[socket.socket] = []
+    try:
+        home_id = _ns_id(home)
+        for namespace, family, address in wanted:
+            try:
+                target = os.open(f"/run/netns/{namespace}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise LabError(f"pod namespace {namespace}: {exc.strerror}") from exc
+            try:
+                if _ns_id(target) == home_id:
+                    raise LabError(f"{namespace} is this thread's own network namespace")
+                _setns(target)
+                try:
+                    if _ns_id("/proc/thread-self/ns/net") != _ns_id(target):
+                        raise LabError(f"setns into {namespace} did not take effect")
+                    out.append(_probe_socket(family, address))
+                finally:
+                    try:
+                        _setns(home)
+                    except OSError as exc:
+                        raise NamespaceEscape(f"cannot return from {namespace}: {exc}") from exc
+                    if _ns_id("/proc/thread-self/ns/net") != home_id:
+                        raise NamespaceEscape(f"still outside the home namespace after "
+                                              f"{namespace}")
+            finally:
+                os.close(target)
+    except BaseException:
+        for sock in out:
+            sock.close()
+        raise
+    finally:
+        os.close(home)
+    return out
+
+
+def open_sockets(wanted: Sequence[tuple[str, int, str]]) -> list[socket.socket]:
+    """:func:`_open_in_namespaces` on a fresh thread (the caller never changes namespace);
+    its exception, if any, is re-raised here."""
+    result: list[list[socket.socket]] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(_open_in_namespaces(wanted))
+        except BaseException as exc:  # handed to the caller
+            failure.append(exc)
+
+    mine = _ns_id("/proc/thread-self/ns/net")
+    worker = threading.Thread(target=work, name="smoke-netns", daemon=True)
+    worker.start()
+    worker.join()
+    if _ns_id("/proc/thread-self/ns/net") != mine:  # cannot happen: setns is per thread
+        for sock in result[0] if result else []:
+            sock.close()
+        raise NamespaceEscape("the calling thread's network namespace changed")
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def neighbour_table_fulls() -> int:
+    """How often the kernel's neighbour tables (ARP and NDP) have been full so far: the
+    ``table_fulls`` column of ``/proc/net/stat/{arp,ndisc}_cache``, summed over CPUs.
+
+    Those tables are shared by every namespace and capped at ``gc_thresh3`` (1024 by
+    default) entries in all; a big lab can fill them, and then pairs fail for want of an
+    ARP entry, not of a route. Read-only; 0 where the files are missing."""
+    total = 0
+    for name in ("arp_cache", "ndisc_cache"):
+        try:
+            total += table_fulls(Path(f"/proc/net/stat/{name}").read_text())
+        except OSError:
+            continue
+    return total
+
+
+def table_fulls(text: str) -> int:
+    """The ``table_fulls`` column of a ``/proc/net/stat/*_cache`` file (hex, one row per
+    CPU), summed; 0 if the file has no such column."""
+    lines = text.splitlines()
+    header = lines[0].split() if lines else []
+    if "table_fulls" not in header:
+        return 0
+    column = header.index("table_fulls")
+    return sum(int(row.split()[column], 16) for row in lines[1:]
+               if len(row.split()) > column)
+
+
+# --- the probe loop ------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Pair:
+    index: int
+    src: int  # index of the source socket
+    dst: int  # index of the target pod
+    family: int
+    target: str
+    attempts: int = 0
+    sent: list[float] = field(default_factory=list)
+    done: bool = False
+    ok: bool = False
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class _Source:
+    sock: socket.socket
+    family: int
+    pod: int  # index of the source pod
+    ident: int
+    index: int
+
+
+class _Prober:
+    def __init__(self, sources: list[_Source], pairs: list[_Pair], tries: int,
+                 interval: float, wait: float, burst: int, rate: float) -> None:
+        self.sources = sources
+        self.pairs = pairs
+        self.tries, self.interval = max(1, tries), interval
+        self.grace = max(wait - (self.tries - 1) * interval, interval)
+        self.burst, self.rate = burst, rate
+        self.nonce = secrets.token_bytes(8)
+        self.by_key = {(p.src, p.dst): p for p in pairs}
+        self.by_fd = {s.sock.fileno(): s for s in sources}
+
+    def run(self) -> None:
+        left = len(self.pairs)
+        due: list[tuple[float, int, int]] = []  # (when, order, pair index)
+        now = time.monotonic()
+        for i in range(len(self.pairs)):
+            heapq.heappush(due, (now, i, i))
+        order = len(self.pairs)
+        poller = select.poll()
+        for fd in self.by_fd:
+            poller.register(fd, select.POLLIN)
+        tokens, last = float(self.burst), now
+        while left:
+            now = time.monotonic()
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            last = now
+            while due and due[0][0] <= now:
+                pair = self.pairs[due[0][2]]
+                if pair.done:
+                    heapq.heappop(due)
+                    continue
+                if pair.attempts >= self.tries:  # its last answer is overdue
+                    heapq.heappop(due)
+                    pair.done = True
+                    left -= 1
+                    if not pair.detail:
+                        pair.detail = (f"no reply ({pair.attempts} requests in "
+                                       f"{now - pair.sent[0]:.1f} s)")
+                    continue
+                if tokens < 1:
+                    break
+                heapq.heappop(due)
+                tokens -= 1
+                if self._send(pair, now):
+                    later = self.interval if pair.attempts < self.tries else self.grace
+                else:  # a full send buffer: again in a moment, no attempt spent
+                    later = 0.005
+                heapq.heappush(due, (now + later, order, pair.index))
+                order += 1
+            if not left:
+                break
+            if due and due[0][0] <= now and tokens >= 1:
+                timeout = 0
+            else:
+                until = due[0][0] - now if due else 0.05
+                if tokens < 1:
+                    until = min(until, (1 - tokens) / self.rate)
+                timeout = max(0, min(50, int(until * 1000) + 1))
+            for fd, _ in poller.poll(timeout):
+                left -= self._drain(self.by_fd[fd])
+
+    def _send(self, pair: _Pair, now: float) -> bool:
+        source = self.sources[pair.src]
+        payload = _TOKEN.pack(self.nonce, pair.src, pair.dst, pair.attempts)
+        packet = echo_request(pair.family, source.ident, _seq(pair.dst, pair.attempts),
+                              payload)
+        address: tuple[str, int] | tuple[str, int, int, int] = \
+            (pair.target, 0) if pair.family == 4 else (pair.target, 0, 0, 0)
+        try:
+            source.sock.sendto(packet, address)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                return False
+            if not pair.detail or pair.detail.startswith("sendto"):
+                pair.detail = f"sendto: {exc.strerror}"  # e.g. no route in the pod itself
+        pair.attempts += 1
+        pair.sent.append(now)
+        return True
+
+    def _drain(self, source: _Source) -> int:
+        """Read everything queued on ``source``'s socket; how many pairs it settled."""
+        settled, errors = 0, 0
+        while True:
+            try:
+                data, peer = source.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return settled
+            except OSError:  # a pending socket error (an ICMP error's errno): read on
+                errors += 1
+                if errors > 64:
+                    return settled
+                continue
+            answer = parse4(data) if source.family == 4 else parse6(data, peer[0])
+            if answer is None or answer.ident != source.ident:
+                continue
+            try:
+                nonce, src, dst, attempt = _TOKEN.unpack_from(answer.payload)
+            except struct.error:
+                continue
+            if nonce != self.nonce or src != source.index or \
+                    answer.seq != _seq(dst, attempt):
+                continue
+            pair = self.by_key.get((src, dst))
+            if pair is None or pair.done or answer.target != pair.target or \
+                    attempt >= len(pair.sent):
+                continue
+            if answer.error is None:
+                pair.ok, pair.done = True, True
+                pair.detail = (f"reply from {answer.sender} in "
+                               f"{(time.monotonic() - pair.sent[attempt]) * 1000:.1f} ms")
+                settled += 1
+            elif not pair.detail or pair.detail.startswith("sendto"):
+                pair.detail = f"From {answer.sender}: {answer.error}"
+
+
+def _seq(dst: int, attempt: int) -> int:
+    return (dst * 8 + attempt) & 0xFFFF
+
+
+def _group_size(families: int) -> int:
+    """How many source pods get sockets at once (one per family each), within the
+    process's file descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = (soft if soft != resource.RLIM_INFINITY else 4096) - 64
+    return max(1, min(1024, room) // families)
+
+
+def _groups(items: Sequence[Machine], size: int) -> Iterator[Sequence[Machine]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def matrix(spec: LabSpec, tries: int = 3, interval: float = 0.4, wait: float = 1.3,
+           burst: int = 64, rate: float = 20_000.0) -> list[Ping]:
+    """Every ordered pair of distinct pods, per family of the lab (IPv4 pairs first).
+
+    A pair passes when an echo reply from the pinged address answers one of its
+    ``tries`` requests (sent ``interval`` s apart) within ``wait`` s of the first; sends
+    are paced to ``rate`` a second in bursts of ``burst``."""
+    pods = spec.pods()
+    where = {p.name: i for i, p in enumerate(pods)}
+    for family in spec.families:
+        if missing := [p.name for p in pods if p.address_of(family) is None]:
+            raise LabError(f"pods without an IPv{family} address: {', '.join(missing)}")
+    found: dict[tuple[int, int, int], tuple[bool, str]] = {}
+    base = secrets.randbelow(0x10000)
+    for group in _groups(pods, _group_size(len(spec.families))):
+        wanted = [(spec.namespace(p.name), family, p.address_of(family) or "")
+                  for family in spec.families for p in group]
+        socks = open_sockets(wanted)
+        try:
+            sources = [_Source(sock, family, where[ns_pod.name], (base + i) & 0xFFFF, i)
+                       for i, (sock, (_, family, _), ns_pod) in enumerate(
+                           zip(socks, wanted, [p for _ in spec.families for p in group],
+                               strict=True))]
+            pairs: list[_Pair] = []
+            for k in range(1, len(pods)):  # each round: every source once, every target once
+                for s in sources:
+                    d = (s.pod + k) % len(pods)
+                    pairs.append(_Pair(len(pairs), s.index, d, s.family,
+                                       pods[d].address_of(s.family) or ""))
+            _Prober(sources, pairs, tries, interval, wait, burst, rate).run()
+        finally:
+            for sock in socks:
+                sock.close()
+        for pair in pairs:
+            found[(pair.family, sources[pair.src].pod, pair.dst)] = (pair.ok, pair.detail)
+    out = []
+    for family in spec.families:
+        for i, a in enumerate(pods):
+            for j, b in enumerate(pods):
+                if i != j:
+                    ok, detail = found[(family, i, j)]
+                    out.append(Ping(a, b, ok, detail, family))
+    return out

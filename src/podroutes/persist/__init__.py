@@ -1,0 +1,1 @@
+"""``podroutes persist``: pure facts, detection, rendering and planning; ``wire`` opens sessions."""
