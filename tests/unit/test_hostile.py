@@ -15,10 +15,10 @@ from podroutes.cli import plan_output as render
 from podroutes.cli.main import main
 from podroutes.core.diff import diff
 from podroutes.core.errors import InventoryError
+from podroutes.core.outcome import failed_lines as _failed_lines
 from podroutes.core.plan import plan
 from podroutes.inventory import load, parse_machines
 from podroutes.inventory.yamlfile import parse_yaml
-from podroutes.remote.engine import _failed_lines
 from podroutes.remote.transport import explain_ssh_failure
 
 GOOD = ("192.168.10.100 server.kubernetes.local server\n"

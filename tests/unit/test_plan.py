@@ -288,7 +288,7 @@ def test_a_big_diff_and_outcome_repr_short() -> None:
 
     from podroutes.core.diff import diff
     from podroutes.core.model import Host, PlannedRoute
-    from podroutes.remote.engine import HostOutcome
+    from podroutes.core.outcome import HostOutcome
 
     desired = [PlannedRoute(ip_network(f"10.{i // 256}.{i % 256}.0/24"),
                             ip_address("192.168.0.2"), "n") for i in range(3000)]

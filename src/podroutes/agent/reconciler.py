@@ -23,9 +23,10 @@ from podroutes.agent.convergence import Tally, in_sync, owned_routes, phases, re
 from podroutes.agent.nodes import ClusterView
 from podroutes.core.diff import HostDiff
 from podroutes.core.model import Host, Inventory, IPAddress, IPNetwork
+from podroutes.core.outcome import ChangeOutcome, HostOutcome
 from podroutes.core.plan import RoutePlan
 from podroutes.core.routecache import RouteCache
-from podroutes.remote.engine import ChangeOutcome, HostOutcome, run_hosts
+from podroutes.remote.engine import run_hosts
 from podroutes.remote.transport import Transport
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import PROTOCOL_NAMES
-from podroutes.remote.engine import HostOutcome, counts
+from podroutes.core.outcome import HostOutcome, counts
 
 _NAMES = {number: name for name, number in PROTOCOL_NAMES.items()}
 

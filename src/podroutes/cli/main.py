@@ -38,8 +38,9 @@ from podroutes.cli.options import (
     ssh_options,
 )
 from podroutes.core.model import Manager, SshTargetKind
+from podroutes.core.outcome import HostOutcome, HostState
 from podroutes.core.plan import RoutePlan, plan
-from podroutes.remote.engine import HostOutcome, HostState, run_hosts
+from podroutes.remote.engine import run_hosts
 from podroutes.remote.transport import SshTransport
 
 if TYPE_CHECKING:

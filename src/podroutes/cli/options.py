@@ -18,8 +18,8 @@ from rich.console import Console
 
 from podroutes.core.errors import InventoryError, PodroutesError, Problem, UsageError
 from podroutes.core.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory, SshTargetKind
+from podroutes.core.outcome import HostState
 from podroutes.inventory import load
-from podroutes.remote.engine import HostState
 from podroutes.remote.transport import LocalTransport, SshTransport, Transport
 
 MAX_INVENTORY_BYTES = 16 << 20

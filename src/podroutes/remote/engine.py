@@ -23,13 +23,10 @@ values; never prints.
 from __future__ import annotations
 
 import asyncio
-import enum
 import gc
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from podroutes.core.diff import Action, Change, HostDiff, RouteState, diff
+from podroutes.core.diff import diff
 from podroutes.core.errors import HostCommandError, PodroutesError
 from podroutes.core.iproute import NOTHING_KNOWN, Known, read_routes_argv
 from podroutes.core.model import (
@@ -37,17 +34,22 @@ from podroutes.core.model import (
     PROTOCOL_NAMES,
     Family,
     Host,
-    IPNetwork,
     PlannedRoute,
     Route,
+)
+from podroutes.core.outcome import (
+    HostOutcome,
+    HostState,
+    OnLink,
+    connected_networks,
+    failed_lines,
+    results,
 )
 from podroutes.core.plan import RoutePlan
 from podroutes.core.routecache import RouteCache
 from podroutes.remote import failpoints
 from podroutes.remote.session import Command, CommandResult, ShellSession
 from podroutes.remote.transport import Transport
-
-_FAILED_LINE = re.compile(r"^Command failed -:(\d+)\s*$")
 
 #: Takes the per-host lock in the session's own shell (fd 9 stays open until it exits):
 #: ``flock`` on the network namespace itself (``/proc/self/ns/net``: one inode per
@@ -75,55 +77,6 @@ fi
 [ -n "$__pr_u" ] || __pr_u=$(id -u)
 printf '%s\\n' "$__pr_u"
 """
-
-
-class HostState(enum.StrEnum):
-    """Where a host's run is; the CLI reports these when interrupted."""
-
-    PENDING = "never started"
-    RUNNING = "interrupted"
-    DONE = "finished"
-
-
-class ChangeOutcome(enum.StrEnum):
-    APPLIED = "applied"
-    FAILED = "failed"
-    WITHHELD = "withheld"
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeResult:
-    change: Change
-    outcome: ChangeOutcome
-    message: str = ""
-
-
-@dataclass(slots=True)
-class HostOutcome:
-    """What happened on one host. ``before`` is the diff that was (or would be) applied;
-    ``after`` the diff of the table read back; ``error`` a transport or command failure."""
-
-    host: Host
-    before: HostDiff | None = None
-    after: HostDiff | None = None
-    error: str | None = None
-    results: list[ChangeResult] = field(default_factory=list)
-    applied: bool = False
-
-    def __repr__(self) -> str:
-        # Short: asyncio repr()s a finished task's result (see Inventory.__repr__).
-        return (f"HostOutcome(host={self.host.name!r}, before={self.before!r}, "
-                f"after={self.after!r}, error={self.error!r}, applied={self.applied}, "
-                f"<{len(self.results)} results>)")
-
-    @property
-    def converged(self) -> bool:
-        final = self.after or self.before
-        return self.error is None and final is not None and final.in_sync
-
-    @property
-    def failed(self) -> list[ChangeResult]:
-        return [r for r in self.results if r.outcome is not ChangeOutcome.APPLIED]
 
 
 def _reads(families: Sequence[Family] = tuple(Family)) -> list[Command]:
@@ -165,55 +118,6 @@ async def read_state(session: ShellSession, desired: Sequence[PlannedRoute] = ()
     """Both families' main tables in one round trip, parsed as apply parses them."""
     reader = _Reader(desired, cache)
     return reader.routes(await session.run_many(_reads(), reader.prepare), session.host)
-
-
-def connected_networks(routes: Sequence[Route]) -> list[tuple[IPNetwork, str | None]]:
-    """The networks a host reaches without a gateway (its link-scope routes)."""
-    return [(r.dst, r.dev) for r in routes
-            if r.gateway is None and not r.nexthops and r.type == "unicast"
-            and r.scope == "link" and r.dst.prefixlen > 0]
-
-
-class _OnLink:
-    """Which gateways a host reaches directly: its connected networks as integer ranges
-    (``gateway in network`` through ``ipaddress`` costs ~1 µs, 10,000 times per apply)."""
-
-    def __init__(self, connected: list[tuple[IPNetwork, str | None]]) -> None:
-        self.connected = connected
-        self._ranges = [(n.version, int(n.network_address), int(n.broadcast_address))
-                        for n, _ in connected]
-
-    def reason(self, change: Change, host: str) -> str | None:
-        """Why a change's gateway cannot work from this host, or ``None`` if it can."""
-        gateway = change.gateway
-        if change.action is Action.REMOVE or gateway is None:
-            return None
-        if change.observed is not None and change.observed.onlink:
-            return None
-        version, value = gateway.version, int(gateway)
-        for v, low, high in self._ranges:
-            if v == version and low <= value <= high:
-                return None
-        nets = ", ".join(f"{n} on {d}" for n, d in self.connected if n.version == version)
-        return (f"gateway {gateway} is not on any network {host} is directly connected "
-                f"to ({nets or 'none of its family'}): routing via a node only works between "
-                "nodes on the same L2 segment; put them on one segment, add an on-link route, "
-                "or use an overlay (VXLAN, WireGuard)")
-
-
-def _failed_lines(changes: Sequence[Change], stderr: str) -> dict[int, str]:
-    """``ip -batch``'s "Command failed -:N" mapped to the 0-based change index, with the
-    message ip printed just before it."""
-    failed: dict[int, str] = {}
-    previous: list[str] = []
-    for line in stderr.splitlines():
-        match = _FAILED_LINE.match(line)
-        if match and 1 <= int(match.group(1)) <= len(changes):
-            failed[int(match.group(1)) - 1] = "; ".join(previous) or "failed"
-            previous = []
-        elif line.strip():
-            previous.append(line.strip())
-    return failed
 
 
 async def _preflight(
@@ -270,7 +174,7 @@ async def _converge(
         outcome.before = before
         if not writing or not before.changes:
             return outcome
-        on_link = _OnLink(connected_networks(observed))
+        on_link = OnLink(connected_networks(observed))
         withheld = {i: why for i, c in enumerate(before.changes)
                     if (why := on_link.reason(c, host.name)) is not None}
         sent = [c for i, c in enumerate(before.changes) if i not in withheld]
@@ -288,36 +192,15 @@ async def _converge(
                 [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *_reads(changed)],
                 pause=fault)
             outcome.applied = True
-            failed = _failed_lines(sent, result.stderr)
+            failed = failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:
                 failed = dict.fromkeys(range(len(sent)), result.stderr.strip() or "failed")
             after = [r for r in observed if r.family not in changed]
             after += reader.routes(reread, host.name, changed)
         await failpoints.reach("verify", host.name)
         outcome.after = diff(desired, after, protocol, force=False)
-    outcome.results = _results(before.changes, withheld, sent, failed, outcome.after)
+    outcome.results = results(before.changes, withheld, sent, failed, outcome.after)
     return outcome
-
-
-def _results(changes: Sequence[Change], withheld: dict[int, str], sent: Sequence[Change],
-             failed: dict[int, str], after: HostDiff) -> list[ChangeResult]:
-    """Every change's outcome; a change that reported success but is not in the table
-    read back counts as failed."""
-    drifted = {s.dst for s in after.statuses if s.state.is_drift
-               and s.state is not RouteState.CONFLICT}
-    sent_index = {id(c): i for i, c in enumerate(sent)}
-    out = []
-    for i, change in enumerate(changes):
-        if i in withheld:
-            out.append(ChangeResult(change, ChangeOutcome.WITHHELD, withheld[i]))
-        elif (j := sent_index[id(change)]) in failed:
-            out.append(ChangeResult(change, ChangeOutcome.FAILED, failed[j]))
-        elif drifted and change.dst in drifted:  # (hashing a network costs ~1 µs)
-            out.append(ChangeResult(change, ChangeOutcome.FAILED,
-                                    "not in the table when read back"))
-        else:
-            out.append(ChangeResult(change, ChangeOutcome.APPLIED))
-    return out
 
 
 async def run_hosts(
@@ -371,11 +254,3 @@ async def run_hosts(
     finally:
         if collecting:
             gc.enable()
-
-
-def counts(d: HostDiff) -> dict[str, int]:
-    """Per-action counts of a diff, plus unchanged routes and conflicts left alone."""
-    out = {str(a): d.count(a) for a in Action}
-    out["unchanged"] = d.unchanged
-    out["conflicts"] = sum(1 for s in d.statuses if s.state is RouteState.CONFLICT)
-    return out
