@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from podroutes.core.ini import ini_sections
 from podroutes.lab.machine import MOUNT_SCRIPT
 from podroutes.lab.seed import MANAGERS, PRIVATE_ETC, connection_uuid, seed
 from podroutes.lab.topology import machines
-from podroutes.persist.facts import ini_sections
 
 V4 = machines(2)[2]  # node-0
 DS = machines(2, dual_stack=True)[2]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from podroutes.persist.facts import ini_sections
+from podroutes.core.ini import ini_sections
 from podroutes.persist.render import keyfile_routes
 
 from .persist_cases import copy_golden

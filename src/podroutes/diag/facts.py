@@ -17,6 +17,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip
 
 from podroutes.core.addresses import InterfaceAddress, parse_addresses
 from podroutes.core.errors import ParseError
+from podroutes.core.ini import ini_values
 from podroutes.core.iproute import parse_routes
 from podroutes.core.jsontext import json_list
 from podroutes.core.model import Family, IPAddress, IPNetwork, Route
@@ -71,10 +72,6 @@ FACT_COMMANDS: Mapping[FactKind, tuple[str, ...]] = {
     FactKind.NFT: ("nft", "-j", "list", "ruleset"),
     FactKind.NETWORKD: ("sh", "-c", NETWORKD_SCRIPT),
 }
-
-#: The facts trace needs from a host: its addresses and both routing tables.
-TRACE_FACTS = (FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
-
 
 @dataclass(frozen=True, slots=True)
 class Output:
@@ -254,21 +251,6 @@ def _sections(text: str) -> tuple[str, dict[str, str]]:
     return first, files
 
 
-def _ini(text: str) -> list[tuple[str, dict[str, str]]]:
-    """The sections of a systemd unit-style file, in order; a later key wins."""
-    out: list[tuple[str, dict[str, str]]] = [("", {})]
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            out.append((line[1:-1], {}))
-        elif "=" in line:
-            key, value = line.split("=", 1)
-            out[-1][1][key.strip()] = value.strip()
-    return out
-
-
 def parse_networkd(text: str) -> Networkd:
     """The output of :data:`NETWORKD_SCRIPT`."""
     state, files = _sections(text)
@@ -278,13 +260,13 @@ def parse_networkd(text: str) -> Networkd:
     main = [p for p in confs if p.endswith("/networkd.conf")]
     dropins = sorted((p for p in confs if p not in main), key=lambda p: p.rsplit("/", 1)[-1])
     for path in main + dropins:
-        for section, values in _ini(files[path]):
+        for section, values in ini_values(files[path]):
             value = values.get("ManageForeignRoutes", "").lower()
             if section == "Network" and value in _TRUE | _FALSE:
                 manage_foreign = value in _TRUE
     for path, body in files.items():
         if "/netif/links/" in path and path.rsplit("/", 1)[-1].isdigit():
-            state_of = _ini(body)[0][1]
+            state_of = ini_values(body)[0][1]
             if state_of.get("ADMIN_STATE") in ("configured", "configuring") and \
                     state_of.get("NETWORK_FILE"):
                 managed[int(path.rsplit("/", 1)[-1])] = state_of["NETWORK_FILE"]
@@ -295,7 +277,7 @@ def parse_networkd(text: str) -> Networkd:
 
 def _network_routes(body: str) -> list[tuple[IPNetwork, IPAddress | None]]:
     routes: list[tuple[IPNetwork, IPAddress | None]] = []
-    for section, values in _ini(body):
+    for section, values in ini_values(body):
         if section != "Route" or "Destination" not in values:
             continue
         try:

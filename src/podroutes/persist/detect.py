@@ -23,9 +23,10 @@ from typing import Any
 import yaml
 
 from podroutes.core.errors import PersistError
+from podroutes.core.ini import ini_sections
 from podroutes.core.iproute import IFNAME_RE
 from podroutes.core.model import Host, Manager
-from podroutes.persist.facts import PersistFacts, ini_sections
+from podroutes.persist.facts import PersistFacts
 
 #: networkd's search path, highest precedence first (systemd.network(5)).
 NETWORK_DIRS = ("/etc/systemd/network", "/run/systemd/network",

@@ -201,21 +201,3 @@ def parse_persist_facts(outputs: list[tuple[int, str, str]]) -> PersistFacts:
         is_root=uid[1].strip() == "0",
         links=parse_links(addr[1]) if addr[0] == 0 else {},
     )
-
-
-# --- INI-style files (systemd units, NetworkManager keyfiles) ------------------------
-
-
-def ini_sections(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Sections in order, each with its ``key=value`` pairs in order (repeats kept)."""
-    out: list[tuple[str, list[tuple[str, str]]]] = [("", [])]
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            out.append((line[1:-1].strip(), []))
-        elif "=" in line:
-            key, value = line.split("=", 1)
-            out[-1][1].append((key.strip(), value.strip()))
-    return out

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from podroutes.core.errors import PersistError
+from podroutes.core.ini import ini_sections
 from podroutes.core.model import MAIN_TABLE, Host, Manager, PlannedRoute, Route
 from podroutes.persist.detect import (
     Detection,
@@ -36,7 +37,7 @@ from podroutes.persist.detect import (
     netplan_documents,
     node_interface,
 )
-from podroutes.persist.facts import PersistFacts, ini_sections
+from podroutes.persist.facts import PersistFacts
 from podroutes.persist.render import (
     DROPIN_NAME,
     IFUPDOWN_FILE,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from pathlib import PurePosixPath
 
+from podroutes.core.ini import ini_sections
 from podroutes.core.iproute import IFNAME_RE
 from podroutes.core.model import Family, IPAddress, IPNetwork, Manager, PlannedRoute
 from podroutes.persist.detect import (
@@ -38,7 +39,6 @@ from podroutes.persist.detect import (
     UUID_RE,
     Detection,
 )
-from podroutes.persist.facts import ini_sections
 
 NETWORKD_DIR = "/etc/systemd/network"
 DROPIN_NAME = "60-podroutes.conf"
