@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
+from podroutes.core.addresses import Interface
 from podroutes.core.errors import PersistError
 from podroutes.core.model import Inventory, Manager, Route
 from podroutes.core.plan import plan
-from podroutes.diag.facts import Interface
 from podroutes.inventory import load
 from podroutes.persist.facts import HostFile, PersistFacts
 from podroutes.persist.plan import FileAction, HostPersistPlan, plan_host

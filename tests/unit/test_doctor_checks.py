@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from podroutes.core.addresses import Interface
 from podroutes.core.model import Family, Inventory, Route
 from podroutes.core.plan import RoutePlan, plan
 from podroutes.diag.checks import check_all
-from podroutes.diag.facts import HostFacts, Interface, Neighbour, Networkd
+from podroutes.diag.facts import HostFacts, Neighbour, Networkd
 from podroutes.diag.findings import Finding, FindingKind, FixClass
 from podroutes.diag.firewall import parse_iptables_save, parse_nft_json
 from podroutes.inventory import load

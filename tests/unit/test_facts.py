@@ -6,12 +6,12 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
+from podroutes.core.addresses import parse_interfaces
 from podroutes.core.model import Family
 from podroutes.diag.facts import (
     FACT_COMMANDS,
     FactKind,
     Output,
-    parse_addr,
     parse_facts,
     parse_neigh,
     parse_networkd,
@@ -44,13 +44,16 @@ def test_effective_rp_filter_is_the_max_of_all_and_the_interface() -> None:
 
 
 def test_addr_capture() -> None:
-    links = {i.name: i for i in parse_addr((DATA / "ip-j-addr.json").read_text())}
+    links = {i.name: i for i in parse_interfaces((DATA / "ip-j-addr.json").read_text())}
     assert set(links) == {"lo", "eth0", "cni0", "veth0", "pod0"}
     assert links["eth0"].addresses[0] == ip_interface("192.168.10.101/24")
     assert links["eth0"].mtu == 1500 and links["eth0"].up
     assert ip_interface("10.200.0.1/24") in links["cni0"].addresses
     assert links["veth0"].master == "cni0"
     assert not links["pod0"].up
+    assert links["eth0"].link_type == "ether" and links["lo"].link_type == "loopback"
+    assert links["eth0"].mac is not None and links["eth0"].mac == links["eth0"].mac.lower()
+    assert [a.address for a in links["cni0"].details] == [a.ip for a in links["cni0"].addresses]
 
 
 def test_neigh_capture() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from podroutes.core.addresses import Interface
 from podroutes.core.errors import PersistError
 from podroutes.core.model import Manager, Route
 from podroutes.core.plan import plan
-from podroutes.diag.facts import Interface
 from podroutes.inventory import load
 from podroutes.persist.detect import (
     detect,

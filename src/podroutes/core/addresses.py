@@ -1,8 +1,8 @@
 """Read a host's addresses (``ip -j addr``) and choose the one routes should go via.
 
-Pure: text in, values out; no caller in the package yet (the agent and ``doctor`` are
-meant to use it when a gateway comes from a host's observed addresses rather than from
-the inventory). The rule it enforces comes from flannel#2293: a route via an IPv6
+Pure: text in, values out. :func:`parse_interfaces` is the one reader of ``ip -j addr``
+(doctor's and persist's facts use it); doctor's ``unstable-node-address`` check uses the
+address choice. The rule it enforces comes from flannel#2293: a route via an IPv6
 *temporary* (privacy, RFC 8981) or *deprecated* address works until the kernel rotates
 or drops that address, then every pod route to that node breaks at once. So only a
 stable address is ever chosen, and the choice comes with a reason a person can read.
@@ -19,12 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import (
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 from typing import Any
 
 from podroutes.core.errors import ParseError
 from podroutes.core.jsontext import json_list
 from podroutes.core.model import Family, IPAddress, IPNetwork
+
+IPInterface = IPv4Interface | IPv6Interface
 
 #: ``ip -j addr`` prints this lifetime for "forever".
 FOREVER = 0xFFFFFFFF
@@ -79,15 +90,47 @@ def read_addresses_argv(family: Family | None = None) -> list[str]:
     return ["ip", "-j", *([family.flag] if family else []), "addr", "show"]
 
 
-def parse_addresses(text: str) -> list[InterfaceAddress]:
-    """Parse ``ip -j [-4|-6] addr show`` into one value per address, in the kernel's order."""
-    data = json_list(text, "ip -j addr")
-    out: list[InterfaceAddress] = []
-    for link in data:
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """One link of ``ip -j addr``: its flags, MTU, bridge, link layer and addresses."""
+
+    name: str
+    index: int
+    up: bool  # administratively up (the UP flag)
+    mtu: int
+    master: str | None = None
+    addresses: tuple[IPInterface, ...] = ()
+    #: Every address with its scope, flags and lifetimes, in the kernel's order.
+    details: tuple[InterfaceAddress, ...] = ()
+    mac: str | None = None  # lower case, as ``ip`` prints it
+    link_type: str | None = None  # ether, loopback, ...
+
+
+def parse_interfaces(text: str) -> list[Interface]:
+    """Parse ``ip -j [-4|-6] addr show``: the one reader of that output, for doctor's
+    facts, persist's facts and the address choice below."""
+    out: list[Interface] = []
+    for link in json_list(text, "ip -j addr"):
         if not isinstance(link, dict) or not isinstance(link.get("ifname"), str):
             raise ParseError(f"`ip -j addr` entry without an interface name: {link!r}")
-        out += [_address(link["ifname"], info) for info in link.get("addr_info", ())]
+        name = link["ifname"]
+        details = tuple(_address(name, info) for info in link.get("addr_info", ()))
+        try:
+            out.append(Interface(
+                name=name, index=int(link.get("ifindex", 0)), up="UP" in link.get("flags", ()),
+                mtu=int(link.get("mtu", 0)), master=link.get("master"),
+                addresses=tuple(ip_interface(f"{a.address}/{a.prefixlen}") for a in details),
+                details=details,
+                mac=str(link["address"]).lower() if "address" in link else None,
+                link_type=str(link["link_type"]).lower() if "link_type" in link else None))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ParseError(f"`ip -j addr` entry not understood: {link!r}") from exc
     return out
+
+
+def parse_addresses(text: str) -> list[InterfaceAddress]:
+    """Every address of ``ip -j [-4|-6] addr show``, in the kernel's order."""
+    return [a for link in parse_interfaces(text) for a in link.details]
 
 
 def _address(ifname: str, info: Any) -> InterfaceAddress:

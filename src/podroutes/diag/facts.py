@@ -13,9 +13,9 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
+from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_network
 
-from podroutes.core.addresses import InterfaceAddress, parse_addresses
+from podroutes.core.addresses import Interface, InterfaceAddress, parse_interfaces
 from podroutes.core.errors import ParseError
 from podroutes.core.ini import ini_values
 from podroutes.core.iproute import parse_routes
@@ -80,16 +80,6 @@ class Output:
     status: int
     stdout: str
     stderr: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Interface:
-    name: str
-    index: int
-    up: bool  # administratively up (the UP flag)
-    mtu: int
-    master: str | None = None
-    addresses: tuple[IPInterface, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +168,11 @@ def parse_facts(outputs: Mapping[FactKind, Output]) -> HostFacts:
             iptables[family] = parse_iptables_save(saved, family)
     nft = text(FactKind.NFT)
     networkd = text(FactKind.NETWORKD)
+    interfaces = tuple(parse_interfaces(addr)) if addr is not None else ()
     return HostFacts(
         sysctls=parse_sysctls(sysctl) if sysctl is not None else {},
-        interfaces=tuple(parse_addr(addr)) if addr is not None else (),
-        addresses=tuple(parse_addresses(addr)) if addr is not None else (),
+        interfaces=interfaces,
+        addresses=tuple(a for i in interfaces for a in i.details),
         neighbours=tuple(parse_neigh(neigh)) if neigh is not None else (),
         routes=tuple(routes),
         iptables=iptables,
@@ -201,22 +192,6 @@ def parse_sysctls(text: str) -> dict[str, int]:
     return out
 
 
-
-
-def parse_addr(text: str) -> list[Interface]:
-    """``ip -j addr show``: every link with its flags, MTU, bridge and addresses."""
-    out = []
-    for link in json_list(text, "ip -j addr"):
-        try:
-            addresses = tuple(ip_interface(f"{a['local']}/{a['prefixlen']}")
-                              for a in link.get("addr_info", ()) if "local" in a)
-            out.append(Interface(
-                name=str(link["ifname"]), index=int(link["ifindex"]),
-                up="UP" in link.get("flags", ()), mtu=int(link.get("mtu", 0)),
-                master=link.get("master"), addresses=addresses))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ParseError(f"`ip -j addr` entry not understood: {link!r}") from exc
-    return out
 
 
 def parse_neigh(text: str) -> list[Neighbour]:

@@ -12,8 +12,9 @@ import enum
 import shlex
 from dataclasses import dataclass
 
+from podroutes.core.addresses import Interface
 from podroutes.core.model import Family, Host, Inventory, PlannedRoute
-from podroutes.diag.facts import HostFacts, Interface
+from podroutes.diag.facts import HostFacts
 
 
 class FindingKind(enum.StrEnum):

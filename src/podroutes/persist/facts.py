@@ -13,15 +13,14 @@ and nothing else, so they are tested on captured text.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from podroutes.core.addresses import Interface, parse_interfaces
 from podroutes.core.iproute import parse_routes, read_routes_argv
 from podroutes.core.model import Family, Route
-from podroutes.diag.facts import Interface, parse_addr
 
 #: Starts every record of :data:`FILES_SCRIPT`'s output (ASCII record separator: config
 #: files do not contain it, and the parser ignores a file that does).
@@ -174,17 +173,6 @@ def parse_nm_active(text: str) -> dict[str, str]:
     return out
 
 
-def parse_links(text: str) -> dict[str, dict[str, str]]:
-    """The MAC address and link type of each interface in ``ip -j addr`` output."""
-    try:
-        data = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError:
-        return {}
-    return {str(link["ifname"]): {k: str(link[k]).lower() for k in ("address", "link_type")
-                                  if k in link}
-            for link in data if isinstance(link, dict) and "ifname" in link}
-
-
 def parse_persist_facts(outputs: list[tuple[int, str, str]]) -> PersistFacts:
     """The outputs (status, stdout, stderr) of :func:`fact_commands`, in order."""
     uid, addr, route4, route6, files_out, nm_out = outputs
@@ -193,11 +181,13 @@ def parse_persist_facts(outputs: list[tuple[int, str, str]]) -> PersistFacts:
         if status == 0:
             routes += parse_routes(text, family)
     files, values = parse_files(files_out[1])
+    interfaces = tuple(parse_interfaces(addr[1])) if addr[0] == 0 else ()
     return PersistFacts(
         files=files, values=values,
-        interfaces=tuple(parse_addr(addr[1])) if addr[0] == 0 else (),
+        interfaces=interfaces,
         routes=tuple(routes),
         nm_active=parse_nm_active(nm_out[1]) if nm_out[0] == 0 else {},
         is_root=uid[1].strip() == "0",
-        links=parse_links(addr[1]) if addr[0] == 0 else {},
+        links={i.name: {k: v for k, v in (("address", i.mac), ("link_type", i.link_type))
+                        if v is not None} for i in interfaces},
     )
