@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from podroutes.cli.diag_output import doctor_json, print_doctor, print_errors, print_trace
+from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
-    ExitStatus,
     check_protocol,
     console,
     err_console,

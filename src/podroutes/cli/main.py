@@ -24,8 +24,8 @@ from podroutes.cli.apply_output import (
     print_apply,
     print_status,
 )
+from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
-    ExitStatus,
     check_protocol,
     console,
     err_console,
@@ -227,7 +227,7 @@ def status_command(inventory: str, protocol: int, as_json: bool, check_persist: 
     only = local_hosts(opts, inv)
     persistence: dict[str, HostPersistence] | None = None
     if check_persist:  # its modules load only when asked for
-        from podroutes.cli.persist import persistence_json, print_persistence
+        from podroutes.cli.persist_output import persistence_json, print_persistence
         from podroutes.persist.wire import read_persistence
     try:
         outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,

@@ -7,7 +7,6 @@ statuses, builds the transport from the SSH flags. Used by :mod:`podroutes.cli.m
 
 from __future__ import annotations
 
-import enum
 import functools
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from podroutes.cli.exit_status import ExitStatus
 from podroutes.core.errors import InventoryError, PodroutesError, Problem, UsageError
 from podroutes.core.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory, SshTargetKind
 from podroutes.core.outcome import HostState
@@ -24,14 +24,6 @@ from podroutes.remote.transport import LocalTransport, SshTransport, Transport
 
 MAX_INVENTORY_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ExitStatus(enum.IntEnum):
-    OK = 0
-    FAILED = 1
-    INVALID = 2
-    DRIFT = 3
-    INTERRUPTED = 130
 
 
 def report_interrupt(states: dict[str, HostState]) -> None:

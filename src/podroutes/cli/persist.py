@@ -2,25 +2,23 @@
 
 CLI layer: reads the inventory, runs :func:`podroutes.persist.wire.persist_hosts` over the
 shared transport options (:mod:`podroutes.cli.options`), prints what was (or, with
-``--dry-run``, would be) written per host, a unified diff per file, and picks the exit
-status: 0 every host persisted (or already was), 1 some host failed, 2 bad input.
-Loaded lazily by :class:`podroutes.cli.main.LazyGroup`.
+``--dry-run``, would be) written per host, a unified diff per file (rendered by
+:mod:`podroutes.cli.persist_output`), and picks the exit status: 0 every host persisted
+(or already was), 1 some host failed, 2 bad input. Loaded lazily by
+:class:`podroutes.cli.main.LazyGroup`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 import sys
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
-    ExitStatus,
     check_protocol,
     console,
     handle_errors,
@@ -30,12 +28,12 @@ from podroutes.cli.options import (
     read_inventory,
     ssh_options,
 )
+from podroutes.cli.persist_output import outcome_json, print_persist
 from podroutes.core.errors import UsageError
 from podroutes.core.iproute import IFNAME_RE
 from podroutes.core.model import Manager
 from podroutes.core.plan import plan
-from podroutes.persist.plan import FileAction, HostPersistence, PersistState
-from podroutes.persist.wire import PersistOutcome, check_root, persist_hosts
+from podroutes.persist.wire import check_root, persist_hosts
 
 FORMATS = ["auto", *(m.value for m in Manager)]
 
@@ -78,109 +76,3 @@ def persist_command(inventory: str, protocol: int, as_json: bool, fmt: str, dry_
     else:
         print_persist(console(), outcomes, dry_run)
     sys.exit(ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.FAILED)
-
-
-def outcome_json(o: PersistOutcome) -> dict[str, Any]:
-    p = o.plan
-    return {
-        "host": o.host.name, "ok": o.ok, "error": o.error, "written": o.written,
-        "failures": o.failures,
-        "manager": str(p.detection.manager) if p else None,
-        "interface": p.detection.interface if p else None,
-        "why": p.detection.why if p else None,
-        "routes": p.routes if p else None,
-        "in_sync": p.in_sync if p else None,
-        "warnings": list(p.warnings) if p else [],
-        "files": [{"path": c.path, "action": str(c.action),
-                   "mode": f"{c.mode:o}" if c.mode is not None else None, "diff": c.diff()}
-                  for c in (p.changes if p else ())],
-        "commands": [list(a) for a in (p.commands if p else ())],
-    }
-
-
-def print_persist(out: Console, outcomes: list[PersistOutcome], dry_run: bool) -> None:
-    for o in outcomes:
-        p = o.plan
-        if p is None:
-            out.print(f"[bold]{o.host.name}[/]: [red]failed[/]: {o.error}", soft_wrap=True)
-            continue
-        det = p.detection
-        state = ("[green]already persisted[/]" if p.in_sync else
-                 "would change" if dry_run else
-                 "[red]failed[/]" if not o.ok else "[green]persisted[/]")
-        out.print(f"[bold]{o.host.name}[/]: {det.manager.label} on {det.interface}, "
-                  f"{p.routes} route{'s' if p.routes != 1 else ''}: {state}")
-        out.print(f"  [dim]{det.why}[/]", soft_wrap=True)
-        for c in p.changes:
-            if c.action is FileAction.UNCHANGED and not dry_run:
-                continue
-            out.print(f"  {c.action} {c.path}", markup=False)
-            if dry_run and c.action is not FileAction.UNCHANGED:
-                for line in c.diff().splitlines():
-                    style = ("green" if line.startswith("+") else
-                             "red" if line.startswith("-") else "")
-                    out.print(f"    [{style}]{line}[/]" if style else f"    {line}",
-                              markup=bool(style), soft_wrap=True, highlight=False)
-        for argv in p.commands:
-            out.print(("  would run: " if dry_run else "  ran: ") + _shell(argv),
-                      markup=False, soft_wrap=True)
-        for warning in p.warnings:
-            out.print(f"  [yellow]warning[/]: {warning}", soft_wrap=True)
-        for failure in o.failures:
-            out.print(f"  [red]failed[/]: {failure}", soft_wrap=True)
-    good = sum(1 for o in outcomes if o.ok)
-    changed = sum(1 for o in outcomes if o.plan is not None and not o.plan.in_sync)
-    verb = "would change" if dry_run else "changed"
-    out.print(f"{len(outcomes)} hosts: {changed} {verb}, "
-              f"{sum(1 for o in outcomes if o.plan and o.plan.in_sync)} already persisted, "
-              f"{len(outcomes) - good} failed" + (" [dim](dry run: nothing was changed)[/]"
-                                                   if dry_run else ""))
-
-
-def _shell(argv: tuple[str, ...]) -> str:
-    return shlex.join(argv)
-
-
-# --- status --check-persist (called by podroutes.cli.main) ---------------------------------
-
-_PERSIST_STYLE = {
-    PersistState.BOTH: "green", PersistState.APPLIED_ONLY: "yellow",
-    PersistState.PERSISTED_ONLY: "yellow", PersistState.NEITHER: "red",
-    PersistState.STALE: "magenta",
-}
-
-
-def persistence_json(p: HostPersistence) -> dict[str, Any]:
-    """``status --check-persist``: one host's persisted state (the ``persistence`` key)."""
-    return {"manager": str(p.manager) if p.manager else None, "in_sync": p.in_sync,
-            "error": p.error, "interface": p.detail.get("interface"),
-            "why": p.detail.get("why"),
-            "routes": [{"state": str(r.state), "dst": r.dst, "gateway": r.gateway}
-                       for r in p.routes]}
-
-
-def print_persistence(out: Console, hosts: list[HostPersistence]) -> None:
-    """``status --check-persist``: does each route survive a reboot?"""
-    table = Table(title="podroutes status: persisted across a reboot?")
-    for column in ("host", "manager", "destination", "gateway", "state"):
-        table.add_column(column)
-    for p in hosts:
-        if p.error is not None:
-            table.add_row(p.host, "", "", "", f"[red]not checked: {p.error}[/]")
-            table.add_section()
-            continue
-        manager = p.manager.label if p.manager else ""
-        for index, r in enumerate(p.routes):
-            table.add_row(p.host if index == 0 else "", manager if index == 0 else "", r.dst,
-                          r.gateway, f"[{_PERSIST_STYLE[r.state]}]{r.state}[/]")
-        if not p.routes:
-            table.add_row(p.host, manager, "", "", "[green]nothing to persist[/]")
-        table.add_section()
-    out.print(table)
-    drift = [p.host for p in hosts if not p.in_sync and p.error is None]
-    if not drift and all(p.error is None for p in hosts):
-        out.print(f"[green]persisted[/]: every planned route of all {len(hosts)} hosts survives "
-                  "a reboot")
-    else:
-        out.print(f"{len(drift)} hosts not persisted as planned"
-                  + (f": {', '.join(drift)}" if drift else ""))
