@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 from podroutes.core.errors import LabError
+from podroutes.lab import commands
 from podroutes.lab.seed import Seed, seed
 from podroutes.lab.topology import Machine
 
@@ -72,18 +73,6 @@ class Spec(Protocol):
     def namespace(self, machine: str) -> str: ...
 
 
-def _run(argv: Sequence[str], input: str | None = None) -> str:
-    try:
-        done = subprocess.run(list(argv), input=input, capture_output=True, text=True,
-                              check=False, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LabError(f"cannot run {argv[0]}: {exc}") from exc
-    if done.returncode != 0:
-        raise LabError(f"`{shlex.join(argv)}` failed ({done.returncode}): "
-                       f"{done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
-
-
 def mount_file(spec: Spec, machine: str) -> Path:
     return spec.directory / "mnt" / machine
 
@@ -98,8 +87,8 @@ def prepare(spec: Spec) -> None:
     """``DIR/mnt`` as a private bind mount: namespace files may only be bound there."""
     mnt = spec.directory / "mnt"
     mnt.mkdir(mode=0o700)
-    _run(["mount", "-n", "--bind", str(mnt), str(mnt)])
-    _run(["mount", "-n", "--make-private", str(mnt)])
+    commands.run(["mount", "-n", "--bind", str(mnt), str(mnt)])
+    commands.run(["mount", "-n", "--make-private", str(mnt)])
 
 
 def create(spec: Spec, m: Machine, manager: str | None) -> None:
@@ -109,9 +98,9 @@ def create(spec: Spec, m: Machine, manager: str | None) -> None:
     target.touch()
     fs = spec.directory / "fs" / machine
     fs.mkdir(parents=True, mode=0o700)
-    _run(["nsenter", f"--net=/run/netns/{spec.namespace(machine)}", "unshare",
-          f"--mount={target}", "--propagation", "private", "sh", "-c", MOUNT_SCRIPT, "sh",
-          str(spec.directory), str(fs)])
+    commands.run(["nsenter", f"--net=/run/netns/{spec.namespace(machine)}", "unshare",
+                  f"--mount={target}", "--propagation", "private", "sh", "-c", MOUNT_SCRIPT,
+                  "sh", str(spec.directory), str(fs)])
     write_seed(spec, machine, seed(manager, m, spec.name))
 
 
@@ -127,11 +116,11 @@ def write_seed(spec: Spec, machine: str, files: Seed) -> None:
         script += [f"mkdir -p {shlex.quote(os.path.dirname(path))}",
                    f"cat > {quoted} <<'{end}'\n{text}{end}", f"chmod {mode:o} {quoted}"]
     if len(script) > 1:
-        _run(machine_argv(spec, machine, ["sh", "-c", "\n".join(script)]))
+        commands.run(machine_argv(spec, machine, ["sh", "-c", "\n".join(script)]))
 
 
 def run(spec: Spec, machine: str, argv: Sequence[str]) -> str:
-    return _run(machine_argv(spec, machine, argv))
+    return commands.run(machine_argv(spec, machine, argv))
 
 
 # --- systemd-networkd inside a machine -------------------------------------------------
@@ -235,9 +224,9 @@ def destroy(spec: Spec, machines: Sequence[str]) -> None:
     mounted = _mounts()
     for machine in machines:
         if str(mount_file(spec, machine)) in mounted:
-            _run(["umount", "-n", str(mount_file(spec, machine))])
+            commands.run(["umount", "-n", str(mount_file(spec, machine))])
     if str(mnt) in mounted:
-        _run(["umount", "-n", str(mnt)])
+        commands.run(["umount", "-n", str(mnt)])
 
 
 def _mounts() -> set[str]:

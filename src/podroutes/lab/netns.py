@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,14 +23,17 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from podroutes.core.errors import LabError
+from podroutes.lab import commands, topology
 from podroutes.lab import machine as labmachine
-from podroutes.lab import topology
 from podroutes.lab.seed import MANAGERS
 from podroutes.lab.topology import NODE_NETWORK, NODE_NETWORK6, Machine
 
 DEFAULT_ROOT = Path(os.environ.get("PODROUTES_LAB_ROOT", "/run/podroutes/lab"))
 NAME_RE = re.compile(r"\A[a-z][a-z0-9-]{0,23}\Z")
 MAX_NODES = 150
+#: Seconds an ``ip -batch`` line may take beyond :data:`commands.TIMEOUT` (a ``netns add``
+#: takes about 0.5 ms here; links a few ms).
+BATCH_LINE_SECONDS = 0.05
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/sshd"
 
 
@@ -84,25 +86,18 @@ def validate_spec(spec: LabSpec) -> None:
         raise LabError(f"--manager {spec.manager}: one of {', '.join(MANAGERS)}")
 
 
-def _run(argv: Sequence[str], input: str | None = None) -> str:
-    try:
-        done = subprocess.run(list(argv), input=input, capture_output=True, text=True,
-                              check=False)
-    except OSError as exc:
-        raise LabError(f"cannot run {argv[0]}: {exc}") from exc
-    if done.returncode != 0:
-        raise LabError(f"`{' '.join(argv)}` failed ({done.returncode}): "
-                       f"{done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
-
-
 def _ip_batch(namespace: str | None, lines: Iterable[str]) -> None:
+    """``ip -batch`` in ``namespace`` (``None``: this one). It may take
+    :data:`BATCH_LINE_SECONDS` a line beyond the usual timeout: a lab of many pods adds
+    and deletes thousands of namespaces in one batch."""
+    batch = [line + "\n" for line in lines]
     argv = ["ip"] + (["-n", namespace] if namespace else []) + ["-batch", "-"]
-    _run(argv, "".join(line + "\n" for line in lines))
+    commands.run(argv, "".join(batch),
+                 timeout=commands.TIMEOUT + BATCH_LINE_SECONDS * len(batch))
 
 
 def existing_namespaces() -> set[str]:
-    out = _run(["ip", "-j", "netns", "list"]).strip()
+    out = commands.run(["ip", "-j", "netns", "list"]).strip()
     return {entry["name"] for entry in json.loads(out)} if out else set()
 
 
@@ -153,8 +148,9 @@ def _build(spec: LabSpec) -> None:
     _ip_batch(None, (f"netns add {ns}" for ns in spec.all_namespaces()))
     for m in machines + pods:  # before any link exists, so every link inherits them
         if settings := _sysctls(spec, m):
-            _run(["ip", "netns", "exec", spec.namespace(m.name), "sh", "-c", " && ".join(
-                f"echo {value} > /proc/sys/{key}" for key, value in settings.items())])
+            commands.run(["ip", "netns", "exec", spec.namespace(m.name), "sh", "-c",
+                          " && ".join(f"echo {value} > /proc/sys/{key}"
+                                      for key, value in settings.items())])
     # The node network: a bridge in its own namespace, one veth pair per machine. Without
     # multicast snooping the bridge floods IPv6 neighbour discovery like IPv4's ARP, so it
     # never depends on MLD reports sent while a port was still coming up.
@@ -225,7 +221,8 @@ def _sysctls(spec: LabSpec, m: Machine) -> dict[str, int]:
 
 
 def _keygen(path: Path, comment: str) -> str:
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    commands.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f",
+                  str(path)])
     return path.with_suffix(".pub").read_text().strip() if path.suffix else \
         Path(str(path) + ".pub").read_text().strip()
 
@@ -276,8 +273,8 @@ def _write_files(spec: LabSpec, machines: list[Machine]) -> None:
 def _start_sshd(spec: LabSpec, m: Machine) -> None:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd refuses to start without it
     d = spec.directory
-    _run(labmachine.machine_argv(spec, m.name, [SSHD, "-f", f"{d}/sshd/{m.name}.conf",
-                                                "-E", f"{d}/sshd/{m.name}.log"]))
+    commands.run(labmachine.machine_argv(spec, m.name, [SSHD, "-f", f"{d}/sshd/{m.name}.conf",
+                                                        "-E", f"{d}/sshd/{m.name}.log"]))
     pid_file = d / "sshd" / f"{m.name}.pid"
     deadline = time.monotonic() + 10
     while not pid_file.exists():
