@@ -19,12 +19,14 @@ import click
 from podroutes.cli.diag_output import doctor_json, print_doctor, print_errors, print_trace
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
+    HostOptions,
     check_protocol,
+    connect,
     console,
     err_console,
     handle_errors,
     inventory_options,
-    make_transport,
+    reach,
     read_inventory,
     ssh_options,
 )
@@ -69,14 +71,13 @@ def bridge_option(func: Any) -> Any:
                    "(never changes a policy).")
 @handle_errors
 def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fix: bool,
-                   fix_firewall: bool, **opts: Any) -> None:
+                   fix_firewall: bool, host_options: HostOptions) -> None:
     """Find every known cause of pods not reaching each other, on every host."""
-    check_protocol(protocol)
-    inv = read_inventory(inventory)
-    transport = make_transport(opts, inv)
-    report = asyncio.run(doctor(transport, plan(inv), protocol, bridge=_bridge(bridge),
+    reached = reach(host_options, inventory, protocol)
+    inv = reached.inventory
+    report = asyncio.run(doctor(reached.transport, plan(inv), protocol, bridge=_bridge(bridge),
                                 fix=fix, fix_firewall=fix_firewall,
-                                parallel=opts["parallel"], timeout=opts["timeout"]))
+                                parallel=host_options.parallel, timeout=host_options.timeout))
     if as_json:
         click.echo(json.dumps(doctor_json(report, inv), indent=2))
     else:
@@ -99,7 +100,8 @@ def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fi
               help="The node interface name drawn for planned tables.")
 @handle_errors
 def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bool,
-                  bridge: str, observed: bool, live: bool, node_dev: str, **opts: Any) -> None:
+                  bridge: str, observed: bool, live: bool, node_dev: str,
+                  host_options: HostOptions) -> None:
     """Show the hop-by-hop path of a packet from SRC to DST (pod IP, node IP or host)."""
     check_protocol(protocol)
     inv = read_inventory(inventory)
@@ -110,9 +112,9 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     resolve(network, src, dst)  # bad input exits 2 before any host is contacted
     errors: dict[str, str] = {}
     if observed or live:
-        transport = make_transport(opts, inv)
-        facts, errors = asyncio.run(observe(transport, inv, opts["parallel"],
-                                            opts["timeout"]))
+        reached = connect(host_options, inv)
+        facts, errors = asyncio.run(observe(reached.transport, inv, host_options.parallel,
+                                            host_options.timeout))
         if errors:  # a host without its table would look like a host without routes
             print_errors(err_console(), errors)
             sys.exit(ExitStatus.FAILED)
@@ -124,8 +126,8 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     answers: dict[int, KernelAnswer] = {}
     disagreements: dict[int, Disagreement] = {}
     if live:  # a second connection to each hop host: the hops follow from every table
-        answers, errors = asyncio.run(ask_kernels(make_transport(opts, inv), inv, result,
-                                                  opts["parallel"], opts["timeout"]))
+        answers, errors = asyncio.run(ask_kernels(reached.transport, inv, result,
+                                                  host_options.parallel, host_options.timeout))
         for index, answer in answers.items():
             found = compare(result.hops[index], answer)
             if found is not None:

@@ -14,7 +14,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,13 +26,13 @@ from podroutes.cli.apply_output import (
 )
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
+    HostOptions,
     check_protocol,
     console,
     err_console,
     handle_errors,
     inventory_options,
-    local_hosts,
-    make_transport,
+    reach,
     read_inventory,
     report_interrupt,
     ssh_options,
@@ -160,20 +160,16 @@ def print_plan_table(route_plan: RoutePlan) -> None:
               help="Seconds to wait for another apply's lock on a host before failing it.")
 @handle_errors
 def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, force: bool,
-                  lock_wait: float, **opts: Any) -> None:
+                  lock_wait: float, host_options: HostOptions) -> None:
     """Converge every host's routes to the plan over SSH (or --local)."""
-    check_protocol(protocol)
-    inv = read_inventory(inventory)
-    transport = make_transport(opts, inv)
+    reached = reach(host_options, inventory, protocol)
     states: dict[str, HostState] = {}
-    only = local_hosts(opts, inv)
-    total = len(only) if only is not None else len(inv)
     try:
-        with host_progress(total, "applying", quiet=as_json) as on_done:
+        with host_progress(len(reached.covered), "applying", quiet=as_json) as on_done:
             outcomes = asyncio.run(run_hosts(
-                transport, plan(inv), protocol, write=True, force=force, dry_run=dry_run,
-                parallel=opts["parallel"], timeout=opts["timeout"], lock_wait=lock_wait,
-                states=states, only=only, on_done=on_done))
+                reached.transport, plan(reached.inventory), protocol, write=True, force=force,
+                dry_run=dry_run, parallel=host_options.parallel, timeout=host_options.timeout,
+                lock_wait=lock_wait, states=states, only=reached.only, on_done=on_done))
     except KeyboardInterrupt:
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)
@@ -218,26 +214,25 @@ def host_progress(total: int, verb: str,
               help="With --check-persist: the manager to read (as persist --format).")
 @handle_errors
 def status_command(inventory: str, protocol: int, as_json: bool, check_persist: bool,
-                   persist_format: str, **opts: Any) -> None:
+                   persist_format: str, host_options: HostOptions) -> None:
     """Show desired against actual routes on every host."""
-    check_protocol(protocol)
-    inv = read_inventory(inventory)
-    transport = make_transport(opts, inv)
+    reached = reach(host_options, inventory, protocol)
+    transport, only = reached.transport, reached.only
+    parallel, timeout = host_options.parallel, host_options.timeout
     states: dict[str, HostState] = {}
-    only = local_hosts(opts, inv)
     persistence: dict[str, HostPersistence] | None = None
     if check_persist:  # its modules load only when asked for
         from podroutes.cli.persist_output import persistence_json, print_persistence
         from podroutes.persist.wire import read_persistence
     try:
-        outcomes = asyncio.run(run_hosts(transport, plan(inv), protocol, write=False,
-                                         parallel=opts["parallel"], timeout=opts["timeout"],
+        outcomes = asyncio.run(run_hosts(transport, plan(reached.inventory), protocol,
+                                         write=False, parallel=parallel, timeout=timeout,
                                          states=states, only=only))
         if check_persist:  # a second connection per host: the engine reads routes only
             forced = None if persist_format == "auto" else Manager(persist_format)
             persistence = asyncio.run(read_persistence(
-                transport, plan(inv), forced=forced, parallel=opts["parallel"],
-                timeout=opts["timeout"], only=only))
+                transport, plan(reached.inventory), forced=forced, parallel=parallel,
+                timeout=timeout, only=only))
     except KeyboardInterrupt:
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)

@@ -1,8 +1,11 @@
 """Options, errors and exit statuses shared by every ``podroutes`` command module.
 
 CLI layer: reads the inventory file, turns library errors into messages and exit
-statuses, builds the transport from the SSH flags. Used by :mod:`podroutes.cli.main`,
-:mod:`podroutes.cli.diag` and the other command modules; only the CLI layer prints.
+statuses (:class:`~podroutes.cli.exit_status.ExitStatus`), gathers the SSH and
+``--local`` flags into one :class:`HostOptions`, and sets up every command that reaches
+hosts the same way (:func:`reach`: the inventory, the transport, the hosts to work on).
+Used by :mod:`podroutes.cli.main`, :mod:`podroutes.cli.diag` and the other command
+modules; only the CLI layer prints.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -24,6 +28,7 @@ from podroutes.remote.transport import LocalTransport, SshTransport, Transport
 
 MAX_INVENTORY_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 def report_interrupt(states: dict[str, HostState]) -> None:
@@ -97,7 +102,34 @@ def inventory_options(func: F) -> F:
                         help="machines.txt or YAML inventory; '-' reads stdin.")(func)
 
 
-def ssh_options(func: F) -> F:
+@dataclass(frozen=True, slots=True)
+class HostOptions:
+    """How a command reaches its hosts: the flags of :func:`ssh_options`, typed, once."""
+
+    ssh_config: str | None  # ssh -F FILE
+    ssh_user: str
+    ssh_target: SshTargetKind  # what to connect to
+    ssh_option: tuple[str, ...]  # extra ssh -o KEY=VALUE
+    parallel: int  # hosts worked on at once
+    timeout: float  # seconds per host
+    local: bool  # this machine's own shell instead of SSH
+    local_host: str | None  # with --local: which inventory host this machine is
+
+
+def ssh_options(func: Callable[..., R]) -> Callable[..., R]:
+    """The flags of every command that reaches hosts; the command gets them as one
+    :class:`HostOptions` in its ``host_options`` parameter."""
+
+    @functools.wraps(func)
+    def gather(*args: object, ssh_config: str | None, ssh_user: str, ssh_target: str,
+               ssh_option: tuple[str, ...], parallel: int, timeout: float, local: bool,
+               local_host: str | None, **kwargs: object) -> R:
+        host_options = HostOptions(
+            ssh_config=ssh_config, ssh_user=ssh_user, ssh_target=SshTargetKind(ssh_target),
+            ssh_option=tuple(ssh_option), parallel=parallel, timeout=timeout, local=local,
+            local_host=local_host)
+        return func(*args, host_options=host_options, **kwargs)
+
     options = [
         click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh -F FILE."),
         click.option("--ssh-user", default="root", show_default=True),
@@ -114,9 +146,41 @@ def ssh_options(func: F) -> F:
         click.option("--host", "local_host", metavar="NAME",
                      help="With --local: which inventory host this machine is."),
     ]
+    command: Callable[..., R] = gather
     for option in reversed(options):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """What a command that reaches hosts works with, from :func:`reach`."""
+
+    inventory: Inventory  # the whole inventory: it shapes every host's plan
+    transport: Transport
+    only: tuple[str, ...] | None  # the hosts to read or change; None: every host
+
+    @property
+    def covered(self) -> Inventory:
+        """The inventory cut down to the hosts worked on (for reports)."""
+        if self.only is None:
+            return self.inventory
+        return replace(self.inventory,
+                       hosts=tuple(h for h in self.inventory if h.name in self.only))
+
+
+def reach(options: HostOptions, inventory_path: str, protocol: int) -> Reach:
+    """The set-up of every command that reaches hosts: check ``--protocol``, read the
+    inventory, then :func:`connect`. Nothing is sent to any host."""
+    check_protocol(protocol)
+    return connect(options, read_inventory(inventory_path))
+
+
+def connect(options: HostOptions, inventory: Inventory) -> Reach:
+    """The transport and the hosts to work on (``--local --host NAME``: that one); a bad
+    flag fails here, before any host is contacted."""
+    transport = make_transport(options, inventory)
+    return Reach(inventory, transport, local_hosts(options, inventory))
 
 
 def check_protocol(protocol: int) -> None:
@@ -125,30 +189,29 @@ def check_protocol(protocol: int) -> None:
                          "daemon uses (2-4, 8-18, 42, 80, 84, 99, 186-192)")
 
 
-def local_hosts(opts: dict[str, Any], inventory: Inventory) -> list[str] | None:
+def local_hosts(options: HostOptions, inventory: Inventory) -> tuple[str, ...] | None:
     """With ``--local``, the one host this machine is; ``None`` means every host."""
-    if not opts.get("local"):
-        if opts.get("local_host"):
+    if not options.local:
+        if options.local_host:
             raise UsageError("--host NAME only makes sense with --local")
         return None
-    name = opts.get("local_host")
+    name = options.local_host
     if name is None:
         if len(inventory) != 1:
             raise UsageError("--local with a multi-host inventory needs --host NAME")
-        return [inventory.hosts[0].name]
+        return (inventory.hosts[0].name,)
     if name not in {h.name for h in inventory}:
         raise UsageError(f"--host {name}: no such host in {inventory.source}")
-    return [name]
+    return (name,)
 
 
-def make_transport(opts: dict[str, Any], inventory: Inventory) -> Transport:
-    if opts["local"]:
-        local_hosts(opts, inventory)
+def make_transport(options: HostOptions, inventory: Inventory) -> Transport:
+    if options.local:
         return LocalTransport()
     transport = SshTransport(
-        user=opts["ssh_user"], target_kind=SshTargetKind(opts["ssh_target"]),
-        config_file=opts["ssh_config"], options=tuple(opts["ssh_option"]),
-        connect_timeout=min(10.0, opts["timeout"]),
+        user=options.ssh_user, target_kind=options.ssh_target,
+        config_file=options.ssh_config, options=options.ssh_option,
+        connect_timeout=min(10.0, options.timeout),
     )
     for host in inventory:  # resolve every target now: a bad flag fails before connecting
         transport.target(host)

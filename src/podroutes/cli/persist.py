@@ -13,19 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
 
 import click
 
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
+    HostOptions,
     check_protocol,
     console,
     handle_errors,
     inventory_options,
-    local_hosts,
-    make_transport,
-    read_inventory,
+    reach,
     ssh_options,
 )
 from podroutes.cli.persist_output import outcome_json, print_persist
@@ -54,20 +52,20 @@ FORMATS = ["auto", *(m.value for m in Manager)]
 @handle_errors
 def persist_command(inventory: str, protocol: int, as_json: bool, fmt: str, dry_run: bool,
                     interface: str | None, root: str, fix_foreign_routes: bool,
-                    **opts: Any) -> None:
+                    host_options: HostOptions) -> None:
     """Write every host's routes into its network manager's configuration."""
-    check_protocol(protocol)
+    check_protocol(protocol)  # the flags first, --protocol first of them (reach() checks it too)
     if interface is not None and not IFNAME_RE.match(interface):
         raise UsageError(f"--interface {interface!r}: not an interface name")
     fs_root = check_root(root)
-    inv = read_inventory(inventory)
-    transport = make_transport(opts, inv)
+    reached = reach(host_options, inventory, protocol)
     forced = None if fmt == "auto" else Manager(fmt)
     try:
         outcomes = asyncio.run(persist_hosts(
-            transport, plan(inv), protocol, forced=forced, interface=interface, root=fs_root,
-            dry_run=dry_run, fix_foreign_routes=fix_foreign_routes,
-            parallel=opts["parallel"], timeout=opts["timeout"], only=local_hosts(opts, inv)))
+            reached.transport, plan(reached.inventory), protocol, forced=forced,
+            interface=interface, root=fs_root, dry_run=dry_run,
+            fix_foreign_routes=fix_foreign_routes, parallel=host_options.parallel,
+            timeout=host_options.timeout, only=reached.only))
     except KeyboardInterrupt:
         sys.exit(ExitStatus.INTERRUPTED)
     if as_json:
