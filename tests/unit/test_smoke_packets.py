@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from podroutes.lab import smoke
+from podroutes.lab import icmp, smoke
 
 
 def ipv4(src: str, dst: str, payload: bytes) -> bytes:
@@ -25,56 +25,56 @@ def ipv6_header(src: str, dst: str, length: int) -> bytes:
 
 def reply_of(request: bytes, family: int = 4) -> bytes:
     """What the pinged host sends back: the request with the reply type (and checksum)."""
-    body = bytes([smoke.ECHO_REPLY[family], 0, 0, 0]) + request[4:]
+    body = bytes([icmp.ECHO_REPLY[family], 0, 0, 0]) + request[4:]
     if family == 6:
         return body
-    return body[:2] + struct.pack("!H", smoke.checksum(body)) + body[4:]
+    return body[:2] + struct.pack("!H", icmp.checksum(body)) + body[4:]
 
 
 def test_echo_requests_carry_id_seq_payload_and_a_valid_checksum() -> None:
-    packet = smoke.echo_request(4, 0x1234, 7, b"token")
+    packet = icmp.echo_request(4, 0x1234, 7, b"token")
     assert packet[0] == 8 and packet[4:8] == struct.pack("!HH", 0x1234, 7)
     assert packet[8:] == b"token"
-    assert smoke.checksum(packet) == 0  # a correct checksum sums to zero
-    six = smoke.echo_request(6, 0x1234, 7, b"token")
+    assert icmp.checksum(packet) == 0  # a correct checksum sums to zero
+    six = icmp.echo_request(6, 0x1234, 7, b"token")
     assert six[0] == 128 and six[2:4] == b"\0\0"  # the kernel fills ICMPv6's in
-    assert smoke.checksum(b"\x45\x00\x00\x73\x00\x00\x40\x00\x40\x11\x00\x00\xc0\xa8\x00"
+    assert icmp.checksum(b"\x45\x00\x00\x73\x00\x00\x40\x00\x40\x11\x00\x00\xc0\xa8\x00"
                           b"\x01\xc0\xa8\x00\xc7") == 0xB861  # RFC 1071's example header
 
 
 def test_an_echo_reply_and_an_icmp_error_that_quotes_the_request() -> None:
-    request = smoke.echo_request(4, 99, 3, b"payload")
-    answer = smoke.parse4(ipv4("10.200.1.2", "10.200.0.2", reply_of(request)))
-    assert answer == smoke.Answer(99, 3, b"payload", "10.200.1.2", "10.200.1.2")
+    request = icmp.echo_request(4, 99, 3, b"payload")
+    answer = icmp.parse4(ipv4("10.200.1.2", "10.200.0.2", reply_of(request)))
+    assert answer == icmp.Answer(99, 3, b"payload", "10.200.1.2", "10.200.1.2")
     quoted = ipv4("10.200.0.2", "10.200.1.2", request)
-    error = smoke.parse4(ipv4("10.200.0.1", "10.200.0.2",
-                              struct.pack("!BBHI", 3, 0, 0, 0) + quoted))
-    assert error == smoke.Answer(99, 3, b"payload", "10.200.0.1", "10.200.1.2",
-                                 "Destination Net Unreachable")
+    error = icmp.parse4(ipv4("10.200.0.1", "10.200.0.2",
+                             struct.pack("!BBHI", 3, 0, 0, 0) + quoted))
+    assert error == icmp.Answer(99, 3, b"payload", "10.200.0.1", "10.200.1.2",
+                                "Destination Net Unreachable")
     # an error about an echo *reply* (the pinged pod's answer that died on the way back)
     # is about someone else's request: ignored
     bounced = ipv4("10.200.0.2", "10.200.2.2", reply_of(request))
-    assert smoke.parse4(ipv4("10.200.0.1", "10.200.0.2",
-                             struct.pack("!BBHI", 3, 0, 0, 0) + bounced)) is None
-    assert smoke.parse4(ipv4("10.200.1.2", "10.200.0.2", request)) is None  # a request
+    assert icmp.parse4(ipv4("10.200.0.1", "10.200.0.2",
+                            struct.pack("!BBHI", 3, 0, 0, 0) + bounced)) is None
+    assert icmp.parse4(ipv4("10.200.1.2", "10.200.0.2", request)) is None  # a request
 
 
 def test_icmpv6_reply_and_error() -> None:
-    request = smoke.echo_request(6, 5, 9, b"p6")
-    assert smoke.parse6(reply_of(request, 6), "fd00:200:1::2") == smoke.Answer(
+    request = icmp.echo_request(6, 5, 9, b"p6")
+    assert icmp.parse6(reply_of(request, 6), "fd00:200:1::2") == icmp.Answer(
         5, 9, b"p6", "fd00:200:1::2", "fd00:200:1::2")
     quoted = ipv6_header("fd00:200::2", "fd00:200:1::2", len(request)) + request
-    error = smoke.parse6(struct.pack("!BBHI", 1, 0, 0, 0) + quoted, "fd00:200::1")
-    assert error == smoke.Answer(5, 9, b"p6", "fd00:200::1", "fd00:200:1::2",
-                                 "Destination unreachable: No route")
-    assert smoke.parse6(struct.pack("!BBHI", 135, 0, 0, 0) + bytes(16), "fe80::1") is None
+    error = icmp.parse6(struct.pack("!BBHI", 1, 0, 0, 0) + quoted, "fd00:200::1")
+    assert error == icmp.Answer(5, 9, b"p6", "fd00:200::1", "fd00:200:1::2",
+                                "Destination unreachable: No route")
+    assert icmp.parse6(struct.pack("!BBHI", 135, 0, 0, 0) + bytes(16), "fe80::1") is None
 
 
 def test_error_texts_are_pings() -> None:
-    assert smoke.error_text(4, 3, 1) == "Destination Host Unreachable"
-    assert smoke.error_text(4, 11, 0) == "Time to live exceeded"
-    assert smoke.error_text(6, 1, 3) == "Destination unreachable: Address unreachable"
-    assert smoke.error_text(6, 3, 0) == "Time exceeded: Hop limit"
+    assert icmp.error_text(4, 3, 1) == "Destination Host Unreachable"
+    assert icmp.error_text(4, 11, 0) == "Time to live exceeded"
+    assert icmp.error_text(6, 1, 3) == "Destination unreachable: Address unreachable"
+    assert icmp.error_text(6, 3, 0) == "Time exceeded: Hop limit"
 
 
 def test_only_the_answer_to_this_run_this_pair_from_the_pinged_address_counts() -> None:
@@ -90,8 +90,8 @@ def test_only_the_answer_to_this_run_this_pair_from_the_pinged_address_counts() 
                                burst=8, rate=1000.0)
 
         def request(nonce: bytes, dst: int, ident: int = 0x4242) -> bytes:
-            return smoke.echo_request(4, ident, smoke._seq(dst, 0),
-                                      smoke._TOKEN.pack(nonce, 0, dst, 0))
+            return icmp.echo_request(4, ident, smoke._seq(dst, 0),
+                                     icmp.TOKEN.pack(nonce, 0, dst, 0))
 
         stale = b"x" * 8  # another run's nonce (an earlier smoke, a concurrent one)
         theirs.send(ipv4("10.200.1.2", "10.200.0.2", reply_of(request(stale, 1))))
@@ -116,7 +116,7 @@ def test_only_the_answer_to_this_run_this_pair_from_the_pinged_address_counts() 
 
 
 def test_table_fulls_sums_the_column_over_cpus() -> None:
-    from podroutes.lab.smoke import table_fulls
+    from podroutes.lab.icmp import table_fulls
 
     text = ("entries  allocs   destroys hash_grows lookups  hits     res_failed "
             "rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs "

@@ -12,7 +12,9 @@ token in the payload, so a reply counts only for the pair, attempt and run that 
 for it and only when it comes from the pinged address. Unanswered pairs are asked again
 (``tries`` attempts, ``interval`` apart) and fail ``wait`` seconds after the first; an
 ICMP error quoting one of the requests (a node's "Destination Net Unreachable") becomes
-the failed pair's detail, as ``ping`` prints it. Returns values; the CLI prints the
+the failed pair's detail, as ``ping`` prints it. The packets are built and read by
+:mod:`podroutes.lab.icmp` (pure). Called by ``podroutes lab smoke``
+(:mod:`podroutes.cli.lab`) and the lab tests; returns values, the CLI prints the
 matrices.
 """
 
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podroutes.core.errors import LabError
+from podroutes.lab.icmp import PASS_TYPES, TOKEN, echo_request, parse4, parse6, table_fulls
 from podroutes.lab.netns import LabSpec
 from podroutes.lab.topology import Machine
 
@@ -43,30 +46,6 @@ ICMP_FILTER = 1  # linux/icmp.h: a u32, bit N set drops ICMP type N
 ICMPV6_FILTER = 1  # linux/icmpv6.h: 8 x u32, bit N set drops ICMPv6 type N
 SO_RCVBUFFORCE = 33  # asm-generic/socket.h (root may exceed rmem_max)
 RCVBUF = 1 << 20
-
-ECHO_REQUEST = {4: 8, 6: 128}
-ECHO_REPLY = {4: 0, 6: 129}
-#: The ICMP types a probe socket receives: echo replies and the errors that may quote one
-#: of its requests. Every other type (the echo requests other pods send to this one,
-#: neighbour discovery) is dropped by the kernel before it reaches the socket.
-PASS_TYPES = {4: (0, 3, 11, 12), 6: (1, 2, 3, 4, 129)}
-
-_TOKEN = struct.Struct("!8sIIH")  # run nonce, source index, target index, attempt
-
-_UNREACH4 = {
-    0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
-    2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
-    4: "Frag needed and DF set", 5: "Source Route Failed",
-    6: "Destination Net Unknown", 7: "Destination Host Unknown",
-    8: "Source Host Isolated", 9: "Destination Net Prohibited",
-    10: "Destination Host Prohibited",
-    11: "Destination Net Unreachable for Type of Service",
-    12: "Destination Host Unreachable for Type of Service", 13: "Packet filtered",
-    14: "Precedence Violation", 15: "Precedence Cutoff"}
-_UNREACH6 = {
-    0: "No route", 1: "Administratively prohibited", 2: "Beyond scope of source address",
-    3: "Address unreachable", 4: "Port unreachable",
-    5: "Source address failed ingress/egress policy", 6: "Reject route to destination"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,108 +59,6 @@ class Ping:
     @property
     def dst_address(self) -> str:
         return self.dst.address_of(self.family) or ""
-
-
-# --- ICMP packets (pure) -----------------------------------------------------------------
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def echo_request(family: int, ident: int, seq: int, payload: bytes) -> bytes:
-    """An ICMP (4) or ICMPv6 (6) echo request. ICMPv6's checksum covers a pseudo-header
-    with the addresses, so the kernel fills it in on raw ICMPv6 sockets; ICMP's is ours."""
-    header = struct.pack("!BBHHH", ECHO_REQUEST[family], 0, 0, ident, seq)
-    if family == 6:
-        return header + payload
-    cs = checksum(header + payload)
-    return header[:2] + struct.pack("!H", cs) + header[4:] + payload
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An ICMP message that answers an echo request: a reply, or an error quoting it."""
-
-    ident: int
-    seq: int
-    payload: bytes
-    sender: str  # who sent this message (the pinged pod, or a router)
-    target: str  # the address the request went to
-    error: str | None = None  # ping's words for an error; None for an echo reply
-
-
-def error_text(family: int, type_: int, code: int, extra: int = 0) -> str:
-    """What ``ping`` prints for an ICMP error (iputils' wording)."""
-    if family == 4:
-        if type_ == 3:
-            text = _UNREACH4.get(code, f"Dest Unreachable, Bad Code: {code}")
-            return f"{text} (mtu = {extra & 0xFFFF})" if code == 4 else text
-        if type_ == 11:
-            return "Frag reassembly time exceeded" if code else "Time to live exceeded"
-        if type_ == 12:
-            return f"Parameter problem: pointer = {extra >> 24}"
-        return f"Bad ICMP type: {type_}"
-    if type_ == 1:
-        return "Destination unreachable: " + _UNREACH6.get(code, f"Unknown code {code}")
-    if type_ == 2:
-        return f"Packet too big: mtu={extra}"
-    if type_ == 3:
-        return "Time exceeded: " + ("Defragmentation failure" if code else "Hop limit")
-    if type_ == 4:
-        return f"Parameter problem: code {code}, pointer {extra}"
-    return f"Bad ICMPv6 type: {type_}"
-
-
-def parse4(packet: bytes) -> Answer | None:
-    """An IPv4 datagram as a raw ICMP socket returns it (IP header first)."""
-    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_ICMP:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    sender = socket.inet_ntop(socket.AF_INET, packet[12:16])
-    icmp = packet[ihl:]
-    if len(icmp) < 8:
-        return None
-    type_, code, _, rest = struct.unpack("!BBHI", icmp[:8])
-    if type_ == ECHO_REPLY[4]:
-        ident, seq = struct.unpack("!HH", icmp[4:8])
-        return Answer(ident, seq, icmp[8:], sender, sender)
-    if type_ == 0 or type_ not in PASS_TYPES[4]:
-        return None
-    inner = icmp[8:]  # the IP header and (at least) 8 bytes of the request it quotes
-    if len(inner) < 20 or inner[0] >> 4 != 4 or inner[9] != socket.IPPROTO_ICMP:
-        return None
-    inner_icmp = inner[(inner[0] & 0x0F) * 4:]
-    if len(inner_icmp) < 8 or inner_icmp[0] != ECHO_REQUEST[4]:
-        return None
-    ident, seq = struct.unpack("!HH", inner_icmp[4:8])
-    return Answer(ident, seq, inner_icmp[8:], sender,
-                  socket.inet_ntop(socket.AF_INET, inner[16:20]),
-                  error_text(4, type_, code, rest))
-
-
-def parse6(message: bytes, sender: str) -> Answer | None:
-    """An ICMPv6 message as a raw ICMPv6 socket returns it (no IPv6 header)."""
-    if len(message) < 8:
-        return None
-    type_, code, _, rest = struct.unpack("!BBHI", message[:8])
-    if type_ == ECHO_REPLY[6]:
-        ident, seq = struct.unpack("!HH", message[4:8])
-        return Answer(ident, seq, message[8:], sender, sender)
-    if type_ >= 128:
-        return None
-    inner = message[8:]  # the IPv6 header and as much of the request as fits
-    if len(inner) < 48 or inner[0] >> 4 != 6 or inner[6] != socket.IPPROTO_ICMPV6 or \
-            inner[40] != ECHO_REQUEST[6]:
-        return None
-    ident, seq = struct.unpack("!HH", inner[44:48])
-    return Answer(ident, seq, inner[48:], sender, socket.inet_ntop(socket.AF_INET6, inner[24:40]),
-                  error_text(6, type_, code, rest))
 
 
 # --- sockets inside the pods' namespaces --------------------------------------------------
@@ -319,18 +196,6 @@ def neighbour_table_fulls() -> int:
     return total
 
 
-def table_fulls(text: str) -> int:
-    """The ``table_fulls`` column of a ``/proc/net/stat/*_cache`` file (hex, one row per
-    CPU), summed; 0 if the file has no such column."""
-    lines = text.splitlines()
-    header = lines[0].split() if lines else []
-    if "table_fulls" not in header:
-        return 0
-    column = header.index("table_fulls")
-    return sum(int(row.split()[column], 16) for row in lines[1:]
-               if len(row.split()) > column)
-
-
 # --- the probe loop ------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -420,7 +285,7 @@ class _Prober:
 
     def _send(self, pair: _Pair, now: float) -> bool:
         source = self.sources[pair.src]
-        payload = _TOKEN.pack(self.nonce, pair.src, pair.dst, pair.attempts)
+        payload = TOKEN.pack(self.nonce, pair.src, pair.dst, pair.attempts)
         packet = echo_request(pair.family, source.ident, _seq(pair.dst, pair.attempts),
                               payload)
         address: tuple[str, int] | tuple[str, int, int, int] = \
@@ -455,7 +320,7 @@ class _Prober:
             if answer is None or answer.ident != source.ident:
                 continue
             try:
-                nonce, src, dst, attempt = _TOKEN.unpack_from(answer.payload)
+                nonce, src, dst, attempt = TOKEN.unpack_from(answer.payload)
             except struct.error:
                 continue
             if nonce != self.nonce or src != source.index or \
