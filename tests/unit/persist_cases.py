@@ -22,9 +22,10 @@ import yaml
 from podroutes.core.addresses import Interface
 from podroutes.core.errors import PersistError
 from podroutes.core.model import Inventory, Manager, Route
+from podroutes.core.netfiles import HostFile
 from podroutes.core.plan import plan
 from podroutes.inventory import load
-from podroutes.persist.facts import HostFile, PersistFacts
+from podroutes.persist.facts import PersistFacts
 from podroutes.persist.plan import FileAction, HostPersistPlan, plan_host
 
 CASES = Path(__file__).resolve().parent.parent / "data" / "persist"

@@ -3,11 +3,13 @@ systemd-networkd files as systemd and netplan write them."""
 
 from __future__ import annotations
 
+import subprocess
 from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
 from podroutes.core.addresses import parse_interfaces
 from podroutes.core.model import Family
+from podroutes.core.netfiles import FILES_SCRIPT
 from podroutes.diag.facts import (
     FACT_COMMANDS,
     FactKind,
@@ -63,36 +65,34 @@ def test_neigh_capture() -> None:
     assert entries["192.168.10.102"].dev == "eth0"
 
 
-NETWORKD = """active
-==> /etc/systemd/networkd.conf <==
-[Network]
-#ManageForeignRoutes=yes
-==> /run/systemd/netif/links/2 <==
-# This is private data. Do not parse.
-ADMIN_STATE=configured
-OPER_STATE=routable
-NETWORK_FILE=/run/systemd/network/10-netplan-eth0.network
-==> /run/systemd/netif/links/1 <==
-ADMIN_STATE=unmanaged
-==> /run/systemd/network/10-netplan-eth0.network <==
-[Match]
-Name=eth0
-
-[Network]
-Address=192.168.10.101/24
-
-[Route]
-Destination=10.200.1.0/24
-Gateway=192.168.10.102
-
-[Route]
-Gateway=192.168.10.1
-Destination=0.0.0.0/0
-"""
+NETWORKD_FILES = {
+    "etc/systemd/networkd.conf": "[Network]\n#ManageForeignRoutes=yes\n",
+    "run/systemd/netif/links/2": "# This is private data. Do not parse.\nADMIN_STATE=configured\n"
+                                 "OPER_STATE=routable\n"
+                                 "NETWORK_FILE=/run/systemd/network/10-netplan-eth0.network\n",
+    "run/systemd/netif/links/1": "ADMIN_STATE=unmanaged\n",
+    "run/systemd/network/10-netplan-eth0.network": (
+        "[Match]\nName=eth0\n\n[Network]\nAddress=192.168.10.101/24\n\n"
+        "[Route]\nDestination=10.200.1.0/24\nGateway=192.168.10.102\n\n"
+        "[Route]\nGateway=192.168.10.1\nDestination=0.0.0.0/0\n"),
+}
 
 
-def test_networkd_state_routes_and_default_manage_foreign_routes() -> None:
-    nd = parse_networkd(NETWORKD)
+def collect(root: Path, files: dict[str, str], running: bool) -> str:
+    """The shared collector run for real over a tree under ``root``; whether networkd
+    runs is the one value this machine cannot show (no networkd in this namespace)."""
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(root)], capture_output=True,
+                          text=True, check=True)
+    assert "\x1eV networkd-running no" in done.stdout
+    return done.stdout.replace("\x1eV networkd-running no",
+                               f"\x1eV networkd-running {'yes' if running else 'no'}")
+
+
+def test_networkd_state_routes_and_default_manage_foreign_routes(tmp_path: Path) -> None:
+    nd = parse_networkd(collect(tmp_path, NETWORKD_FILES, running=True))
     assert nd.active and nd.manage_foreign_routes  # commented out: the default, yes
     assert nd.managed == {2: "/run/systemd/network/10-netplan-eth0.network"}
     assert nd.persisted["/run/systemd/network/10-netplan-eth0.network"] == (
@@ -100,11 +100,11 @@ def test_networkd_state_routes_and_default_manage_foreign_routes() -> None:
         (ip_network("0.0.0.0/0"), ip_address("192.168.10.1")))
 
 
-def test_networkd_drop_in_wins_over_the_main_file() -> None:
-    text = NETWORKD + ("==> /etc/systemd/networkd.conf.d/50-podroutes.conf <==\n"
-                       "[Network]\nManageForeignRoutes=no\n")
-    assert not parse_networkd(text).manage_foreign_routes
-    assert not parse_networkd("inactive\n").active
+def test_networkd_drop_in_wins_over_the_main_file(tmp_path: Path) -> None:
+    files = {**NETWORKD_FILES, "etc/systemd/networkd.conf.d/50-podroutes.conf":
+             "[Network]\nManageForeignRoutes=no\n"}
+    assert not parse_networkd(collect(tmp_path, files, running=True)).manage_foreign_routes
+    assert not parse_networkd(collect(tmp_path / "idle", {}, running=False)).active
 
 
 def test_parse_facts_records_what_could_not_be_read() -> None:

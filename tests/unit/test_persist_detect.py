@@ -12,6 +12,7 @@ import pytest
 from podroutes.core.addresses import Interface
 from podroutes.core.errors import PersistError
 from podroutes.core.model import Manager, Route
+from podroutes.core.netfiles import FILES_SCRIPT, HostFile, parse_files
 from podroutes.core.plan import plan
 from podroutes.inventory import load
 from podroutes.persist.detect import (
@@ -21,7 +22,7 @@ from podroutes.persist.detect import (
     node_interface,
     sources_file,
 )
-from podroutes.persist.facts import FILES_SCRIPT, HostFile, PersistFacts, parse_files
+from podroutes.persist.facts import PersistFacts
 from podroutes.persist.plan import PersistState, persist_state, plan_host
 from podroutes.persist.render import IFUPDOWN_FILE, NETWORKD_CONF_FIX, render_ifupdown
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from podroutes.cli.main import main
-from podroutes.persist.facts import HostFile
+from podroutes.core.netfiles import HostFile
 
 from .persist_cases import (
     UPDATE,

@@ -10,7 +10,6 @@ unreadable, never guessed.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_network
@@ -21,6 +20,7 @@ from podroutes.core.ini import ini_values
 from podroutes.core.iproute import parse_routes
 from podroutes.core.jsontext import json_list
 from podroutes.core.model import Family, IPAddress, IPNetwork, Route
+from podroutes.core.netfiles import FILES_SCRIPT, networkd_in_use, parse_files
 from podroutes.diag.firewall import Ruleset, parse_iptables_save, parse_nft_json
 
 IPInterface = IPv4Interface | IPv6Interface
@@ -29,25 +29,6 @@ IPInterface = IPv4Interface | IPv6Interface
 SYSCTL_PATTERN = (r"^net\.(ipv4\.ip_forward|ipv4\.conf\.[^.]+\.rp_filter"
                   r"|ipv6\.conf\.all\.forwarding|ipv6\.conf\.[^.]+\.accept_ra"
                   r"|bridge\.bridge-nf-call-ip6?tables)$")
-
-#: A constant script (no value is interpolated into it): is systemd-networkd running in
-#: this host's network namespace, and the files that say what it manages and how.
-NETWORKD_SCRIPT = r"""
-if [ "$(readlink /proc/1/ns/net)" = "$(readlink /proc/self/ns/net)" ] &&
-   systemctl is-active --quiet systemd-networkd 2>/dev/null
-then echo active; else echo inactive; fi
-for f in /etc/systemd/networkd.conf /usr/lib/systemd/networkd.conf.d/*.conf \
-         /run/systemd/networkd.conf.d/*.conf /etc/systemd/networkd.conf.d/*.conf \
-         /run/systemd/netif/links/*; do
-  [ -f "$f" ] && printf '==> %s <==\n' "$f" && cat "$f"
-done
-for f in $(sed -n -e 's/^NETWORK_FILE=//p' -e 's/^NETWORK_FILE_DROPINS=//p' \
-           /run/systemd/netif/links/* 2>/dev/null | tr -d '"' | tr ' ' '\n' | sort -u); do
-  [ -f "$f" ] && printf '==> %s <==\n' "$f" && cat "$f"
-done
-true
-"""
-
 
 class FactKind(enum.StrEnum):
     SYSCTL = "sysctl"
@@ -70,7 +51,7 @@ FACT_COMMANDS: Mapping[FactKind, tuple[str, ...]] = {
     FactKind.IPTABLES4: ("iptables-save", "-t", "filter"),
     FactKind.IPTABLES6: ("ip6tables-save", "-t", "filter"),
     FactKind.NFT: ("nft", "-j", "list", "ruleset"),
-    FactKind.NETWORKD: ("sh", "-c", NETWORKD_SCRIPT),
+    FactKind.NETWORKD: ("sh", "-c", FILES_SCRIPT, "sh", "/"),
 }
 
 @dataclass(frozen=True, slots=True)
@@ -206,29 +187,14 @@ def parse_neigh(text: str) -> list[Neighbour]:
     return out
 
 
-_HEADER = re.compile(r"^==> (.+) <==$")
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
 
 
-def _sections(text: str) -> tuple[str, dict[str, str]]:
-    """Split the networkd script's output into its first line and files by path."""
-    first, files, path = "", {}, None
-    for line in text.splitlines():
-        match = _HEADER.match(line)
-        if match:
-            path = match.group(1)
-            files[path] = ""
-        elif path is None:
-            first = first or line.strip()
-        else:
-            files[path] += line + "\n"
-    return first, files
-
-
 def parse_networkd(text: str) -> Networkd:
-    """The output of :data:`NETWORKD_SCRIPT`."""
-    state, files = _sections(text)
+    """What :data:`~podroutes.core.netfiles.FILES_SCRIPT` says of systemd-networkd."""
+    found, states = parse_files(text)
+    files = {path: f.content for path, f in found.items()}
     managed: dict[int, str] = {}
     manage_foreign = True
     confs = [p for p in files if p.endswith(".conf") and "networkd.conf" in p]
@@ -247,7 +213,7 @@ def parse_networkd(text: str) -> Networkd:
                 managed[int(path.rsplit("/", 1)[-1])] = state_of["NETWORK_FILE"]
     persisted = {path: tuple(_network_routes(body)) for path, body in files.items()
                  if path.endswith(".network") or ".network.d/" in path}
-    return Networkd(state == "active", managed, manage_foreign, persisted)
+    return Networkd(networkd_in_use(states), managed, manage_foreign, persisted)
 
 
 def _network_routes(body: str) -> list[tuple[IPNetwork, IPAddress | None]]:

@@ -13,7 +13,6 @@ and nothing else, so they are tested on captured text.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -21,60 +20,7 @@ from pathlib import PurePosixPath
 from podroutes.core.addresses import Interface, parse_interfaces
 from podroutes.core.iproute import parse_routes, read_routes_argv
 from podroutes.core.model import Family, Route
-
-#: Starts every record of :data:`FILES_SCRIPT`'s output (ASCII record separator: config
-#: files do not contain it, and the parser ignores a file that does).
-MARK = "\x1e"
-
-#: A constant script; ``$1`` is the filesystem root ('' or '/' for the real one). It
-#: prints every file a manager reads for the node interface, each as a header line
-#: (``MARK F MODE PATH``, the path without the root) and its text; then ``MARK V KEY
-#: VALUE`` lines: which managers run in this network namespace, which tools exist,
-#: netplan's version. Backups and temp files of podroutes are dotfiles: no glob here (or
-#: in ifupdown's ``source dir/*``) matches them.
-FILES_SCRIPT = r"""
-R=${1%/}
-emit() {
-  [ -f "$1" ] || return 0
-  printf '\n\036F %s %s\n' "$(stat -c %a -- "$1" 2>/dev/null || echo 0)" "${1#"$R"}"
-  cat -- "$1" 2>/dev/null
-}
-value() { printf '\n\036V %s %s\n' "$1" "$2"; }
-for d in etc/systemd/network run/systemd/network usr/local/lib/systemd/network \
-         usr/lib/systemd/network lib/systemd/network; do
-  for f in "$R/$d"/*.network "$R/$d"/*.network.d/*.conf; do emit "$f"; done
-done
-for f in "$R"/etc/systemd/networkd.conf "$R"/usr/lib/systemd/networkd.conf.d/*.conf \
-         "$R"/run/systemd/networkd.conf.d/*.conf "$R"/etc/systemd/networkd.conf.d/*.conf \
-         "$R"/run/systemd/netif/links/* \
-         "$R"/lib/netplan/*.yaml "$R"/usr/lib/netplan/*.yaml "$R"/etc/netplan/*.yaml \
-         "$R"/run/netplan/*.yaml \
-         "$R"/etc/network/interfaces "$R"/etc/network/interfaces.d/* \
-         "$R"/etc/NetworkManager/system-connections/*.nmconnection \
-         "$R"/run/NetworkManager/system-connections/*.nmconnection \
-         "$R"/etc/podroutes/nm-routes; do
-  emit "$f"
-done
-me=$(readlink /proc/self/ns/net); nd=no; nm=no
-for p in /proc/[0-9]*; do
-  { read -r c < "$p/comm"; } 2>/dev/null || continue
-  case $c in systemd-network|NetworkManager) ;; *) continue ;; esac
-  [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$me" ] || continue
-  if [ "$c" = NetworkManager ]; then nm=yes; else nd=yes; fi
-done
-value networkd-running "$nd"
-value nm-running "$nm"
-if [ -z "$R" ]; then
-  value networkd-enabled "$(systemctl is-enabled systemd-networkd 2>/dev/null || echo unknown)"
-fi
-for t in ifup ifquery netplan nmcli; do
-  if command -v "$t" >/dev/null 2>&1; then value "tool-$t" yes; else value "tool-$t" no; fi
-done
-v=$(dpkg-query -W -f='${Version}' netplan.io 2>/dev/null) ||
-  v=$(rpm -q --qf '%{VERSION}' netplan 2>/dev/null) || v=unknown
-value netplan-version "${v:-unknown}"
-printf '\n\036E\n'
-"""
+from podroutes.core.netfiles import FILES_SCRIPT, HostFile, networkd_in_use, parse_files
 
 #: The active NetworkManager connections of this host, ``DEVICE:UUID`` a line (constant).
 NM_SCRIPT = r"""
@@ -82,8 +28,6 @@ if command -v nmcli >/dev/null 2>&1; then
   nmcli -t -f DEVICE,UUID connection show --active 2>/dev/null || true
 fi
 """
-
-_PATH_RE = re.compile(r"\A/[A-Za-z0-9_.@:+ /-]*\Z")
 
 
 def fact_commands(root: str) -> list[tuple[str, ...]]:
@@ -96,14 +40,6 @@ def fact_commands(root: str) -> list[tuple[str, ...]]:
         ("sh", "-c", FILES_SCRIPT, "sh", root),
         ("sh", "-c", NM_SCRIPT),
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class HostFile:
-    """A file as read from the host: its text and permission bits (octal, as ``stat``)."""
-
-    content: str
-    mode: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,30 +73,10 @@ class PersistFacts:
     @property
     def networkd_in_use(self) -> bool:
         """networkd runs in this host's network namespace, or is enabled to at boot."""
-        return self.flag("networkd-running") or self.values.get("networkd-enabled") in (
-            "enabled", "enabled-runtime", "static", "alias")
+        return networkd_in_use(self.values)
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
-
-
-def parse_files(text: str) -> tuple[dict[str, HostFile], dict[str, str]]:
-    """:data:`FILES_SCRIPT`'s output: files by path, and the ``V`` values."""
-    files: dict[str, HostFile] = {}
-    values: dict[str, str] = {}
-    records = text.split("\n" + MARK)
-    for record in records[1:]:
-        header, _, body = record.partition("\n")
-        kind, _, rest = header.partition(" ")
-        if kind == "F":
-            mode_text, _, path = rest.partition(" ")
-            if not _PATH_RE.match(path) or not mode_text.isdigit():
-                continue  # a name podroutes will not handle; the file is left alone
-            files[path] = HostFile(body, int(mode_text, 8))
-        elif kind == "V":
-            key, _, value = rest.partition(" ")
-            values[key] = value.strip()
-    return files, values
 
 
 def parse_nm_active(text: str) -> dict[str, str]:

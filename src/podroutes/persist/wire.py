@@ -27,14 +27,9 @@ from dataclasses import dataclass, field
 
 from podroutes.core.errors import PersistError, UsageError
 from podroutes.core.model import Host, Manager
+from podroutes.core.netfiles import FILES_SCRIPT, parse_files
 from podroutes.core.plan import RoutePlan
-from podroutes.persist.facts import (
-    FILES_SCRIPT,
-    PersistFacts,
-    fact_commands,
-    parse_files,
-    parse_persist_facts,
-)
+from podroutes.persist.facts import PersistFacts, fact_commands, parse_persist_facts
 from podroutes.persist.plan import (
     FileAction,
     FileChange,
