@@ -13,7 +13,7 @@ import yaml
 
 from podroutes.core.errors import Problem
 from podroutes.core.model import Host, IPAddress, IPNetwork, SshSpec
-from podroutes.inventory import (
+from podroutes.inventory.fields import (
     FQDN_RE,
     HOSTNAME_RE,
     USER_RE,

@@ -1,0 +1,73 @@
+"""What both inventory formats share: name patterns, the problem collector, quoting.
+
+Pure. :class:`Collector` gathers every located problem of one file (source, line,
+field) so a user fixes a file in one pass; :mod:`podroutes.inventory.machines` and
+:mod:`podroutes.inventory.yamlfile` parse through it.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import ip_address, ip_network
+
+from podroutes.core.errors import Problem
+from podroutes.core.model import IPAddress, IPNetwork
+
+MAX_LINE = 4096
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_RE = re.compile(rf"\A{_LABEL}\Z")
+FQDN_RE = re.compile(rf"\A(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
+USER_RE = re.compile(r"\A[a-z_][a-z0-9_.-]{0,31}\Z")
+ZONE_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,15}\Z")
+
+
+class Collector:
+    """Accumulates located problems for one source."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def add(self, line: int, field: str, message: str) -> None:
+        self.problems.append(Problem(self.source, line, field, message))
+
+    def address(self, text: str, line: int, field: str) -> IPAddress | None:
+        if "%" in text:  # ipaddress accepts any zone text, newlines included
+            self.add(line, field, f"{shown(text)} has a zone index ('%...'), which a node "
+                     "address cannot have")
+            return None
+        try:
+            return ip_address(text)
+        except ValueError:
+            self.add(line, field, f"{shown(text)} is not an IPv4 or IPv6 address")
+            return None
+
+    def network(self, text: str, line: int, field: str) -> IPNetwork | None:
+        if "%" in text:
+            self.add(line, field, f"{shown(text)} has a zone index ('%...'), which a pod "
+                     "CIDR cannot have")
+            return None
+        try:
+            return ip_network(text, strict=True)
+        except ValueError:
+            pass
+        try:
+            loose = ip_network(text, strict=False)
+        except ValueError:
+            self.add(line, field, f"{shown(text)} is not a CIDR (expected e.g. 10.200.0.0/24)")
+            return None
+        self.add(line, field, f"{text} has host bits set; did you mean {loose}?")
+        return None
+
+    def name(self, text: str, line: int, field: str, pattern: re.Pattern[str]) -> str | None:
+        if pattern.match(text):
+            return text
+        what = "an RFC 1123 host name" if pattern is HOSTNAME_RE else "an RFC 1123 domain name"
+        self.add(line, field, f"{shown(text)} is not {what} (letters, digits, '-', '.')")
+        return None
+
+
+def shown(text: str) -> str:
+    """Quote untrusted text so control characters and look-alikes are visible."""
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return ascii(shown)
