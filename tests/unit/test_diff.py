@@ -266,3 +266,27 @@ def test_adopting_an_onlink_route_keeps_onlink() -> None:
     after = project([hand], d.changes)
     assert after[0].onlink and after[0].protocol == 147
     assert diff([PlannedRoute(dst, gw, "node-1")], after, 147).changes == ()
+
+
+def test_diffs_fast_constructors_build_the_same_frozen_values() -> None:
+    """``_status`` and ``_addition`` fill a slots draft and swap its ``__class__``: the
+    field order they rely on is pinned here, as ``make_route``'s is in test_iproute."""
+    from dataclasses import FrozenInstanceError, fields
+
+    from podroutes.core.diff import Action, Change, RouteState, RouteStatus, _addition, _status
+
+    dst, gateway = ip_network("10.200.1.0/24"), ip_address("192.168.10.102")
+    assert [f.name for f in fields(RouteStatus)] == [
+        "state", "dst", "desired_gateway", "observed", "via_host"]
+    assert [f.name for f in fields(Change)] == [
+        "action", "dst", "gateway", "protocol", "observed", "via_host"]
+    fast = _status(RouteState.MISSING, dst, gateway, None, "node-1")
+    slow = RouteStatus(RouteState.MISSING, dst, gateway, None, "node-1")
+    assert type(fast) is RouteStatus and fast == slow and hash(fast) == hash(slow)
+    assert repr(fast) == repr(slow)
+    added = _addition(dst, gateway, 147, "node-1")
+    assert added == Change(Action.ADD, dst, gateway, 147, None, "node-1")
+    assert type(added) is Change and hash(added) == hash(Change(Action.ADD, dst, gateway, 147,
+                                                                None, "node-1"))
+    with pytest.raises(FrozenInstanceError):
+        added.gateway = None  # type: ignore[misc]
