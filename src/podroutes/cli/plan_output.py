@@ -21,7 +21,7 @@ def meaning(via_host: str) -> str:
 
 
 def plan_rows(route_plan: RoutePlan) -> list[tuple[str, str, str, str]]:
-    """(host, destination, gateway, meaning) rows, like the seed's routing summary."""
+    """(host, destination, gateway, meaning) rows, like the routing summary table of Kubernetes the Hard Way's pod-network-routes chapter."""
     rows = []
     for host, routes in route_plan:
         for r in routes:

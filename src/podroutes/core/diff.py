@@ -2,7 +2,7 @@
 
 Pure. ``diff(desired, observed, protocol)`` returns a :class:`HostDiff` value: the changes
 apply would make (each renders to one ``ip -batch`` line) and the status of every route
-that matters. The rules (DESIGN.md, "Rules the routes follow"):
+that matters. The rules (docs/architecture.md, "Rules the routes follow"):
 
 - podroutes only ever deletes or rewrites routes carrying its own protocol number;
 - a foreign route with the same destination and gateway is adopted (``replace`` re-tags

@@ -18,7 +18,7 @@ IPNetwork = IPv4Network | IPv6Network
 MAIN_TABLE = 254
 
 #: Route protocol numbers taken by well-known daemons and by the kernel itself; podroutes
-#: refuses to own routes under any of them (DESIGN.md, "Ownership").
+#: refuses to own routes under any of them (docs/architecture.md, "Rules the routes follow").
 RESERVED_PROTOCOLS: frozenset[int] = frozenset(
     {0, 1, 2, 3, 4, *range(8, 19), 42, 80, 84, 99, *range(186, 193), 255}
 )

@@ -1,5 +1,6 @@
-"""Draw a :class:`~podroutes.diag.trace.Trace` as the seed chapter draws the packet flow: a box
-per host with the route that matched and the interfaces, arrows between hosts.
+"""Draw a :class:`~podroutes.diag.trace.Trace` as Kubernetes the Hard Way's chapter on pod
+network routes draws the packet flow: a box per host with the route that matched and the
+interfaces, arrows between hosts.
 
 Pure: values in, text out; the CLI prints it. Also the JSON form of a trace.
 """
