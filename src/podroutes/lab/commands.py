@@ -1,18 +1,22 @@
-"""How the lab runs a command on this machine: one place for its timeout and its errors.
+"""How the lab runs a command on this machine and stops a daemon it started.
 
 I/O (root). :func:`run` runs one program (``ip``, ``mount``, ``umount``, ``nsenter``,
 ``ssh-keygen``, ``sshd``, ``dbus-daemon``, ``netplan``, ...) to completion, its output
 captured, and turns a program that is missing, fails or does not finish within its
-timeout into a :class:`LabError` naming the command. Called by
-:mod:`podroutes.lab.netns` (namespaces, links, host keys, sshd) and
-:mod:`podroutes.lab.machine` (mounts, seed files, the machines' daemons).
+timeout into a :class:`LabError` naming the command. :func:`terminate` sends SIGTERM to
+a daemon found by its caller's check (which proves the pid is that daemon) and waits a
+while for it to go. Called by :mod:`podroutes.lab.netns` (namespaces, links, host keys,
+sshd) and :mod:`podroutes.lab.machine` (mounts, seed files, networkd and D-Bus).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from podroutes.core.errors import LabError
 
@@ -34,3 +38,18 @@ def run(argv: Sequence[str], input: str | None = None, timeout: float = TIMEOUT)
         raise LabError(f"`{shlex.join(argv)}` failed ({done.returncode}): "
                        f"{done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
+
+
+def terminate(pid_of: Callable[[], int | None], wait: float) -> bool:
+    """SIGTERM the process ``pid_of`` finds (``None``: none runs) and poll ``pid_of``
+    every 10 ms, for up to about ``wait`` seconds, until it finds none. Whether there
+    was one to stop."""
+    pid = pid_of()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(round(wait / 0.01)):
+        if pid_of() is None:
+            break
+        time.sleep(0.01)
+    return True

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -197,15 +196,8 @@ def _configured(pid: int) -> bool:
 
 
 def stop_networkd(spec: Spec, machine: str, daemon: str = "networkd") -> bool:
-    pid = manager_pid(spec, machine, daemon)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(300):
-        if manager_pid(spec, machine, daemon) is None:
-            break
-        time.sleep(0.01)
-    return True
+    """Stop the machine's networkd (or ``dbus``) by pid; whether one ran."""
+    return commands.terminate(lambda: manager_pid(spec, machine, daemon), wait=3.0)
 
 
 def _zombie(pid: int) -> bool:

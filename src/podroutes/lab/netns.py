@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -295,15 +294,8 @@ def sshd_pid(spec: LabSpec, machine: str) -> int | None:
 
 
 def stop_sshd(spec: LabSpec, machine: str) -> bool:
-    pid = sshd_pid(spec, machine)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(200):
-        if sshd_pid(spec, machine) is None:
-            break
-        time.sleep(0.01)
-    return True
+    """Stop a lab machine's sshd by pid; whether one ran."""
+    return commands.terminate(lambda: sshd_pid(spec, machine), wait=2.0)
 
 
 def start_sshd(spec: LabSpec, machine: str) -> None:
