@@ -1,4 +1,5 @@
-"""Inventories shared by unit tests: the Kubernetes the Hard Way cluster (server, node-0, node-1), and the same dual-stack."""
+"""Inventories shared by unit tests: the Kubernetes the Hard Way cluster (server, node-0,
+node-1), and the same dual-stack."""
 
 MACHINES = """\
 192.168.10.100 server.kubernetes.local server

@@ -21,7 +21,8 @@ def meaning(via_host: str) -> str:
 
 
 def plan_rows(route_plan: RoutePlan) -> list[tuple[str, str, str, str]]:
-    """(host, destination, gateway, meaning) rows, like the routing summary table of Kubernetes the Hard Way's pod-network-routes chapter."""
+    """(host, destination, gateway, meaning) rows, like the routing summary table of
+    Kubernetes the Hard Way's chapter on pod network routes."""
     rows = []
     for host, routes in route_plan:
         for r in routes:
