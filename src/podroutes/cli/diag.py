@@ -74,14 +74,15 @@ def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fi
                    fix_firewall: bool, host_options: HostOptions) -> None:
     """Find every known cause of pods not reaching each other, on every host."""
     reached = reach(host_options, inventory, protocol)
-    inv = reached.inventory
-    report = asyncio.run(doctor(reached.transport, plan(inv), protocol, bridge=_bridge(bridge),
-                                fix=fix, fix_firewall=fix_firewall,
-                                parallel=host_options.parallel, timeout=host_options.timeout))
+    report = asyncio.run(doctor(reached.transport, plan(reached.inventory), protocol,
+                                bridge=_bridge(bridge), fix=fix, fix_firewall=fix_firewall,
+                                parallel=host_options.parallel, timeout=host_options.timeout,
+                                only=reached.only))
+    checked = reached.covered  # --local --host NAME: that host only, never the others
     if as_json:
-        click.echo(json.dumps(doctor_json(report, inv), indent=2))
+        click.echo(json.dumps(doctor_json(report, checked), indent=2))
     else:
-        print_doctor(console(), report, inv)
+        print_doctor(console(), report, checked)
     if report.errors:
         sys.exit(ExitStatus.FAILED)
     sys.exit(ExitStatus.DRIFT if report.findings else ExitStatus.OK)
@@ -112,9 +113,9 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     resolve(network, src, dst)  # bad input exits 2 before any host is contacted
     errors: dict[str, str] = {}
     if observed or live:
-        reached = connect(host_options, inv)
+        reached = connect(host_options, inv)  # --local --host NAME: NAME's table only
         facts, errors = asyncio.run(observe(reached.transport, inv, host_options.parallel,
-                                            host_options.timeout))
+                                            host_options.timeout, only=reached.only))
         if errors:  # a host without its table would look like a host without routes
             print_errors(err_console(), errors)
             sys.exit(ExitStatus.FAILED)
@@ -127,7 +128,8 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     disagreements: dict[int, Disagreement] = {}
     if live:  # a second connection to each hop host: the hops follow from every table
         answers, errors = asyncio.run(ask_kernels(reached.transport, inv, result,
-                                                  host_options.parallel, host_options.timeout))
+                                                  host_options.parallel, host_options.timeout,
+                                                  only=reached.only))
         for index, answer in answers.items():
             found = compare(result.hops[index], answer)
             if found is not None:

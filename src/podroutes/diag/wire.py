@@ -54,10 +54,13 @@ def allowed_fixes(fix: bool, fix_firewall: bool) -> set[FixClass]:
 
 async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
                  bridge: str = "cni0", fix: bool = False, fix_firewall: bool = False,
-                 parallel: int = 32, timeout: float = 30.0) -> DoctorReport:
-    """Read every host, check, and (``fix``/``fix_firewall``) repair and check again."""
-    inventory = route_plan.inventory
-    facts, errors = await each_host(transport, inventory, lambda s, h: read_facts(s),
+                 parallel: int = 32, timeout: float = 30.0,
+                 only: Sequence[str] | None = None) -> DoctorReport:
+    """Read every host, check, and (``fix``/``fix_firewall``) repair and check again.
+    ``only`` names the hosts to read, check and repair (``None``: every host); the whole
+    inventory still shapes the plan."""
+    hosts = [h for h in route_plan.inventory if only is None or h.name in only]
+    facts, errors = await each_host(transport, hosts, lambda s, h: read_facts(s),
                                     parallel, timeout)
     findings = check_all(route_plan, facts, protocol, bridge)
     report = DoctorReport(findings, errors, facts)
@@ -76,7 +79,7 @@ async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
         return await read_facts(session)
 
     fixed, fix_errors = await each_host(
-        transport, [h for h in inventory if h.name in todo], repair, parallel, timeout)
+        transport, [h for h in hosts if h.name in todo], repair, parallel, timeout)
     facts.update(fixed)
     errors.update(fix_errors)
     report.before = findings
@@ -85,17 +88,21 @@ async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
 
 
 async def observe(transport: Transport, inventory: Inventory, parallel: int,
-                  timeout: float) -> tuple[dict[str, HostFacts], dict[str, str]]:
-    """What trace --observed needs from every host: addresses and both tables."""
+                  timeout: float, only: Sequence[str] | None = None,
+                  ) -> tuple[dict[str, HostFacts], dict[str, str]]:
+    """What trace --observed needs from every host (``only``: from those named):
+    addresses and both tables."""
     kinds = (FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
-    return await each_host(transport, inventory, lambda s, h: read_facts(s, kinds),
+    hosts = [h for h in inventory if only is None or h.name in only]
+    return await each_host(transport, hosts, lambda s, h: read_facts(s, kinds),
                            parallel, timeout)
 
 
 async def ask_kernels(transport: Transport, inventory: Inventory, trace: Trace,
-                      parallel: int, timeout: float,
+                      parallel: int, timeout: float, only: Sequence[str] | None = None,
                       ) -> tuple[dict[int, KernelAnswer], dict[str, str]]:
-    """``ip route get`` at every hop of ``trace``, on that hop's host (trace --live)."""
+    """``ip route get`` at every hop of ``trace``, on that hop's host (trace --live);
+    ``only``: at the hops on the hosts named."""
     by_host: dict[str, list[tuple[int, Hop]]] = {}
     for index, hop in enumerate(trace.hops):
         by_host.setdefault(hop.host, []).append((index, hop))
@@ -107,5 +114,6 @@ async def ask_kernels(transport: Transport, inventory: Inventory, trace: Trace,
                 for (i, _), r in zip(hops, results, strict=True)}
 
     answers, errors = await each_host(
-        transport, [h for h in inventory if h.name in by_host], ask, parallel, timeout)
+        transport, [h for h in inventory if h.name in by_host
+                    and (only is None or h.name in only)], ask, parallel, timeout)
     return {i: a for per_host in answers.values() for i, a in per_host.items()}, errors
