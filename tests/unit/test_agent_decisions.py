@@ -155,3 +155,37 @@ def test_event_body_is_a_core_v1_event_about_the_node() -> None:
                                       "uid": "uid-0"}
     assert body["type"] == "Warning" and len(body["message"]) == 1024
     assert event_body("n", "", "RoutesRepaired", "m", 0, warning=False)["type"] == "Normal"
+
+
+PLAN = {"10.200.1.0/24": "192.168.10.102", "fd00:200:1::/64": "fd00:10::102"}
+
+
+@pytest.mark.parametrize(("event", "reconcile"), [
+    # the agent's own writes: planned gateway, default metric, unicast
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "10.200.1.0/24", gateway="192.168.10.102",
+                  type="unicast"), False),
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "fd00:200:1::/64", gateway="fd00:10::102",
+                  metric=1024, type="unicast"), False),
+    # someone replaced it under our protocol: another gateway, metric or type
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "10.200.1.0/24", gateway="192.168.10.100",
+                  type="unicast"), True),
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "10.200.1.0/24", gateway="192.168.10.102",
+                  metric=5, type="unicast"), True),
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "10.200.1.0/24", type="blackhole"), True),
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "fd00:200:1::/64", gateway="fd00:10::102",
+                  metric=100, type="unicast"), True),
+    # an owned route that is not in the plan at all
+    (NetlinkEvent(K.NEW_ROUTE, 254, 147, "10.200.9.0/24", gateway="192.168.10.109",
+                  type="unicast"), True),
+])
+def test_owned_route_events_against_what_the_agent_writes(event: NetlinkEvent,
+                                                          reconcile: bool) -> None:
+    assert (netlink_reason(event, 147, PLAN) is not None) is reconcile
+
+
+def test_a_replaced_owned_route_says_what_it_became_and_what_the_plan_says() -> None:
+    event = NetlinkEvent(K.NEW_ROUTE, 254, 147, "10.200.1.0/24", gateway="192.168.10.100",
+                         type="unicast")
+    assert netlink_reason(event, 147, PLAN) == (
+        "owned route 10.200.1.0/24 changed to via 192.168.10.100 (the plan says via "
+        "192.168.10.102)")

@@ -64,6 +64,7 @@ class FakeReconciler:
         self.calls: list[float] = []
         self.cleaned = False
         self.called = asyncio.Event()
+        self.expected: dict[str, str] | None = {"10.200.1.0/24": "192.168.10.102"}
 
     async def reconcile(self, view: ClusterView) -> ReconcileResult:
         self.calls.append(self.time.t)

@@ -23,6 +23,9 @@ from podroutes.agent.triggers import NetlinkEvent, NetlinkKind
 
 log = logging.getLogger("podroutes.agent.netlink")
 _IFF_UP = 0x1
+#: rtm_type numbers (linux/rtnetlink.h) as ``ip`` names them.
+_ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+                6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 
 
 def to_event(msg: Any) -> NetlinkEvent:
@@ -34,8 +37,12 @@ def to_event(msg: Any) -> NetlinkEvent:
     if kind in (NetlinkKind.NEW_ROUTE, NetlinkKind.DEL_ROUTE):
         dst = msg.get("RTA_DST")
         text = f"{dst}/{msg.get('dst_len')}" if dst else "default"
+        gateway = msg.get("RTA_GATEWAY")
         return NetlinkEvent(kind, table=msg.get("RTA_TABLE") or msg.get("table"),
-                            protocol=msg.get("proto"), dst=text)
+                            protocol=msg.get("proto"), dst=text,
+                            gateway=str(gateway) if gateway else None,
+                            metric=msg.get("RTA_PRIORITY"),
+                            type=_ROUTE_TYPES.get(msg.get("type"), str(msg.get("type"))))
     if kind in (NetlinkKind.NEW_LINK, NetlinkKind.DEL_LINK):
         return NetlinkEvent(kind, ifname=msg.get("IFLA_IFNAME"),
                             up=bool((msg.get("flags") or 0) & _IFF_UP))

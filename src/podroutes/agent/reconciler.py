@@ -15,7 +15,7 @@ I/O orchestration, no I/O of its own: every table read and every change goes thr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from podroutes.agent.conditions import Reason, SyncVerdict
@@ -93,6 +93,13 @@ class Reconciler:
         self._good: dict[IPNetwork, IPAddress | None] = {}
         #: Routes parsed by earlier reconciles: a resync of an unchanged table is lookups.
         self._cache = RouteCache()
+        self._expected: dict[str, str] | None = None
+
+    @property
+    def expected(self) -> Mapping[str, str] | None:
+        """Destination -> gateway, as ``ip`` prints them, of the plan being converged:
+        kernel events for owned routes that match it are this reconciler's own writes."""
+        return self._expected
 
     async def _run(self, inventory: Inventory, write: bool) -> HostOutcome:
         (outcome,) = await run_hosts(self.transport, RoutePlan(inventory), self.protocol,
@@ -120,6 +127,7 @@ class Reconciler:
         except KeyError:
             return self._not_routable(view)
         desired = RoutePlan(inventory).routes_for(host)
+        self._expected = {str(r.dst): str(r.gateway) for r in desired}
         batches = 0
         if self._owned is None:
             first = await self._run(inventory, write=False)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +54,12 @@ class Monitor(Protocol):
 
 
 class ReconcilerLike(Protocol):
+    #: What the reconciler writes (destination -> gateway) for the plan it last worked
+    #: on; ``None`` before the first reconcile. An owned route event that differs from it
+    #: is someone else's change.
+    @property
+    def expected(self) -> Mapping[str, str] | None: ...
+
     async def reconcile(self, view: ClusterView) -> ReconcileResult: ...
 
     async def cleanup(self) -> ReconcileResult: ...
@@ -146,7 +152,7 @@ class Agent:
 
     async def _watch_kernel(self, monitor: Monitor) -> None:
         async for event in monitor.events():
-            reason = netlink_reason(event, self.config.protocol)
+            reason = netlink_reason(event, self.config.protocol, self.reconciler.expected)
             if reason is not None:
                 self._trigger("netlink", reason)
 

@@ -13,8 +13,11 @@ Kernel events (what the kernel does, measured on Linux 6.1, not assumed):
   ``RTM_NEWLINK``; a reconcile run before it finds the gateways off-link, so a main-table
   route event of anyone else (the connected route coming back) reconciles too;
 - address events reconcile (a node address is what makes gateways on-link);
-- ``RTM_NEWROUTE`` with our own protocol is what a reconcile itself causes: ignored,
-  or every change would be followed by a second, empty reconcile;
+- ``RTM_NEWROUTE`` with our own protocol is what a reconcile itself causes when it is a
+  route of the plan as the agent writes it (the planned gateway, the family's default
+  metric, a unicast route): ignored, or every change would be followed by a second, empty
+  reconcile. Any other route under our protocol (``ip route replace DST via OTHER proto
+  OURS``, another metric, a blackhole) was not written by the agent: reconcile at once;
 - other tables (``local``, policy tables), neighbours and the rest are ignored;
 - a monitor socket that overflowed lost events: reconcile.
 
@@ -25,6 +28,7 @@ CIDRs), never for a kubelet heartbeat or the condition the agent itself just pat
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from podroutes.agent.nodes import NodeView
@@ -53,10 +57,35 @@ class NetlinkEvent:
     dst: str | None = None
     ifname: str | None = None
     up: bool | None = None
+    #: Route events: the gateway (``None``: none, or several nexthops), the metric as the
+    #: kernel stored it, and the route type (``unicast``, ``blackhole``, ...).
+    gateway: str | None = None
+    metric: int | None = None
+    type: str | None = None
 
 
-def netlink_reason(event: NetlinkEvent, protocol: int) -> str | None:
-    """Why this kernel event needs a reconcile, or ``None`` if it does not."""
+#: What the agent writes for a destination: its gateway (as ``ip`` prints it).
+Expected = Mapping[str, str]
+
+_DEFAULT_METRIC = {False: 0, True: 1024}  # by "is IPv6": what the kernel stores for ours
+
+
+def _as_written(event: NetlinkEvent, expected: Expected | None) -> bool:
+    """An owned route exactly as the agent writes it for the current plan."""
+    if expected is None or event.dst is None:
+        return False
+    default = _DEFAULT_METRIC[":" in event.dst]
+    return (expected.get(event.dst) == event.gateway and event.type in (None, "unicast")
+            and event.metric in (None, default))
+
+
+def netlink_reason(event: NetlinkEvent, protocol: int,
+                   expected: Expected | None = None) -> str | None:
+    """Why this kernel event needs a reconcile, or ``None`` if it does not.
+
+    ``expected`` is what the agent writes (destination -> gateway, the current plan); an
+    owned route added or replaced otherwise is someone else's doing. Without it (before
+    the first plan) every owned route event is taken as the agent's own."""
     kind = event.kind
     if kind is NetlinkKind.OVERFLOW:
         return "netlink events were lost (socket overflow)"
@@ -64,8 +93,17 @@ def netlink_reason(event: NetlinkEvent, protocol: int) -> str | None:
         if event.table != MAIN_TABLE:
             return None
         if event.protocol == protocol:
-            return (f"owned route {event.dst} deleted" if kind is NetlinkKind.DEL_ROUTE
-                    else None)
+            if kind is NetlinkKind.DEL_ROUTE:
+                return f"owned route {event.dst} deleted"
+            if expected is None or _as_written(event, expected):
+                return None
+            how = " ".join(part for part in (
+                event.type if event.type not in (None, "unicast") else "",
+                f"via {event.gateway}" if event.gateway else "",
+                f"metric {event.metric}" if event.metric else "") if part)
+            wanted = expected.get(event.dst or "")
+            return (f"owned route {event.dst} changed to {how or 'another form'}"
+                    + (f" (the plan says via {wanted})" if wanted else " (not in the plan)"))
         verb = "added" if kind is NetlinkKind.NEW_ROUTE else "deleted"
         return f"route {event.dst} (protocol {event.protocol}) {verb}"
     if kind in (NetlinkKind.NEW_LINK, NetlinkKind.DEL_LINK):
