@@ -263,10 +263,6 @@ def test_only_the_change_not_read_back_fails() -> None:
         (APPLIED, ""), (FAILED, "not in the table when read back")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: outcome.results() leaves CONFLICT out of the read-back check, so a "
-    "forced override that ip accepted but that left the foreign route in place is "
-    "reported applied"))
 def test_a_forced_override_not_read_back_failed() -> None:
     fake = FakeHost(lan(via("10.200.1.0/24", "192.168.10.99", protocol=4)),
                     reverted={"10.200.1.0/24"})

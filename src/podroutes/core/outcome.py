@@ -122,8 +122,9 @@ def results(changes: Sequence[Change], withheld: dict[int, str], sent: Sequence[
              failed: dict[int, str], after: HostDiff) -> list[ChangeResult]:
     """Every change's outcome; a change that reported success but is not in the table
     read back counts as failed."""
-    drifted = {s.dst for s in after.statuses if s.state.is_drift
-               and s.state is not RouteState.CONFLICT}
+    # Only sent changes are looked up here: a conflict left alone has no change, so a
+    # conflict read back for a sent (forced) change means the override did not stick.
+    drifted = {s.dst for s in after.statuses if s.state.is_drift}
     sent_index = {id(c): i for i, c in enumerate(sent)}
     out = []
     for i, change in enumerate(changes):
