@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from podroutes.core.errors import UsageError
-from podroutes.core.model import Route
+from podroutes.core.model import Family, Route
 from podroutes.core.plan import RoutePlan, plan
 from podroutes.diag.trace import (
     EndpointKind,
@@ -101,6 +101,50 @@ def test_server_to_pod_and_pod_to_server(kthw: RoutePlan) -> None:
 
 
 # --- observed tables: the failures --------------------------------------------------------
+
+
+PLANNED = {"server": [r("10.200.0.0/24", "192.168.10.101"), r("10.200.1.0/24", "192.168.10.102")],
+           "node-0": [r("10.200.1.0/24", "192.168.10.102")],
+           "node-1": [r("10.200.0.0/24", "192.168.10.101")]}
+
+
+def test_a_host_not_on_the_path_need_not_be_read(kthw: RoutePlan) -> None:
+    tables = {n: PLANNED[n] for n in ("node-0", "node-1")}
+    network = observed(kthw, tables)
+    assert network.host("server").unread == "not read"
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert t.outcome is Outcome.DELIVERED and [h.host for h in t.hops] == ["node-0", "node-1"]
+
+
+def test_a_path_through_an_unread_host_is_unknown_past_it(kthw: RoutePlan) -> None:
+    tables = {n: PLANNED[n] for n in ("server", "node-0")}
+    local = {h.name: {a: "eth0" for a in h.addresses} for h in kthw.inventory}
+    network = observed_network(kthw, {n: [CONNECTED, *t] for n, t in tables.items()}, local,
+                               unread={"node-1": "ssh: connection refused"})
+    t = run(network, "server", "10.200.1.2")
+    assert t.outcome is Outcome.UNKNOWN
+    assert [h.host for h in t.hops] == ["server", "node-1"]
+    assert "node-1" in t.reason and "connection refused" in t.reason
+    assert "?" in draw(t, ADDRESSES)
+
+
+def test_a_host_that_does_not_forward_drops_what_passes_through(kthw: RoutePlan) -> None:
+    local = {h.name: {a: "eth0" for a in h.addresses} | {
+        c.network_address + 1: "cni0" for c in h.pod_cidrs} for h in kthw.inventory}
+    own = {h.name: [r(str(c), dev="cni0", proto=2, scope="link") for c in h.pod_cidrs]
+           for h in kthw.inventory}
+    tables = {n: [CONNECTED, *own[n], *PLANNED[n]] for n in PLANNED}
+    off = {"node-1": {Family.V4: False}}
+    network = observed_network(kthw, tables, local, forwarding=off)
+    t = run(network, "10.200.0.2", "10.200.1.2")  # node-1 must forward eth0 -> cni0
+    assert t.outcome is Outcome.FORWARDING_OFF
+    assert "dropped at node-1: forwarding off (net.ipv4.ip_forward = 0)" in t.reason
+    # its own traffic and what is addressed to it still work
+    assert run(network, "node-1", "10.200.1.2").outcome is Outcome.DELIVERED
+    assert run(network, "10.200.0.2", "192.168.10.102").outcome is Outcome.DELIVERED
+    # the kernel's answer for that hop is an error, as the simulation expects
+    assert compare(t.hops[-1], parse_route_get(2, "", "RTNETLINK answers: Network is "
+                                                       "unreachable\n")) is None
 
 
 def test_no_route(kthw: RoutePlan) -> None:

@@ -23,7 +23,6 @@ from podroutes.cli.options import (
     check_protocol,
     connect,
     console,
-    err_console,
     handle_errors,
     inventory_options,
     reach,
@@ -116,26 +115,29 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
         reached = connect(host_options, inv)  # --local --host NAME: NAME's table only
         facts, errors = asyncio.run(observe(reached.transport, inv, host_options.parallel,
                                             host_options.timeout, only=reached.only))
-        if errors:  # a host without its table would look like a host without routes
-            print_errors(err_console(), errors)
-            sys.exit(ExitStatus.FAILED)
+        # A host that could not be read (or, with --local --host, was not selected) is
+        # "unread": a path through it ends there as unknown, a path around it is traced.
+        unread = {h.name: errors.get(h.name, "not selected (--local --host)")
+                  for h in inv if h.name not in facts}
         network = observed_network(
             route_plan, {n: f.routes for n, f in facts.items()},
-            {n: f.local_addresses() for n, f in facts.items()}, bridge)
+            {n: f.local_addresses() for n, f in facts.items()}, bridge,
+            forwarding={n: f.forwarding() for n, f in facts.items()}, unread=unread)
     a, b = resolve(network, src, dst)
     result = simulate(network, a, b)
     answers: dict[int, KernelAnswer] = {}
     disagreements: dict[int, Disagreement] = {}
     if live:  # a second connection to each hop host: the hops follow from every table
-        answers, errors = asyncio.run(ask_kernels(reached.transport, inv, result,
-                                                  host_options.parallel, host_options.timeout,
-                                                  only=reached.only))
+        answers, asked = asyncio.run(ask_kernels(reached.transport, inv, result,
+                                                 host_options.parallel, host_options.timeout,
+                                                 only=reached.only))
+        errors.update(asked)
         for index, answer in answers.items():
             found = compare(result.hops[index], answer)
             if found is not None:
                 disagreements[index] = found
     _print_trace(as_json, result, inv, answers, disagreements, errors)
-    if errors:
+    if result.outcome is Outcome.UNKNOWN:
         sys.exit(ExitStatus.FAILED)
     ok = result.outcome is Outcome.DELIVERED and not disagreements
     sys.exit(ExitStatus.OK if ok else ExitStatus.DRIFT)

@@ -21,11 +21,9 @@ from podroutes.core.diff import Action, RouteState, diff
 from podroutes.core.iproute import batch_line, route_spec
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route
 from podroutes.core.plan import RoutePlan
-from podroutes.diag.facts import FactKind, HostFacts
+from podroutes.diag.facts import FORWARDING_SYSCTL, FactKind, HostFacts
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext, runnable
 from podroutes.diag.firewall_checks import check_firewall
-
-_FORWARDING = {Family.V4: "net.ipv4.ip_forward", Family.V6: "net.ipv6.conf.all.forwarding"}
 
 
 def _ip(line: str) -> tuple[str, ...]:
@@ -50,7 +48,7 @@ def lookup(routes: Sequence[Route], dst: IPNetwork) -> Route | None:
 def check_forwarding(ctx: HostContext) -> list[Finding]:
     out = []
     for cidr in ctx.host.pod_cidrs:
-        key = _FORWARDING[Family.of(cidr)]
+        key = FORWARDING_SYSCTL[Family.of(cidr)]
         if key not in ctx.facts.sysctls or ctx.facts.sysctl(key) == 1:
             continue
         out.append(runnable(
@@ -70,7 +68,7 @@ def check_accept_ra(ctx: HostContext) -> list[Finding]:
     whose IPv6 routes came from RAs loses them (and its default route) as they expire."""
     if ctx.host.pod_cidr(Family.V6) is None:
         return []
-    if ctx.facts.sysctl(_FORWARDING[Family.V6]) != 1:
+    if ctx.facts.sysctl(FORWARDING_SYSCTL[Family.V6]) != 1:
         return []  # forwarding off is its own finding; RAs are still accepted then
     node = ctx.node_interface(Family.V6)
     if node is None:

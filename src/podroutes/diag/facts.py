@@ -25,6 +25,9 @@ from podroutes.diag.firewall import Ruleset, parse_iptables_save, parse_nft_json
 
 IPInterface = IPv4Interface | IPv6Interface
 
+#: The sysctl that makes a host forward packets of each family.
+FORWARDING_SYSCTL = {Family.V4: "net.ipv4.ip_forward", Family.V6: "net.ipv6.conf.all.forwarding"}
+
 #: The sysctls doctor reads, as one ``sysctl -r`` pattern (interface names vary).
 SYSCTL_PATTERN = (r"^net\.(ipv4\.ip_forward|ipv4\.conf\.[^.]+\.rp_filter"
                   r"|ipv6\.conf\.all\.forwarding|ipv6\.conf\.[^.]+\.accept_ra"
@@ -109,6 +112,11 @@ class HostFacts:
 
     def sysctl(self, name: str, default: int = 0) -> int:
         return self.sysctls.get(name, default)
+
+    def forwarding(self) -> dict[Family, bool]:
+        """Whether the host forwards each family, for the families whose sysctl was read."""
+        return {f: self.sysctls[s] == 1 for f, s in FORWARDING_SYSCTL.items()
+                if s in self.sysctls}
 
     @property
     def br_netfilter(self) -> bool:

@@ -22,6 +22,7 @@ from podroutes.core.errors import UsageError
 from podroutes.core.iproute import IFNAME_RE
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route
 from podroutes.core.plan import RoutePlan
+from podroutes.diag.facts import FORWARDING_SYSCTL
 
 HOP_LIMIT = 64
 _KERNEL = 2  # proto kernel: connected routes
@@ -32,8 +33,11 @@ class Outcome(enum.StrEnum):
     DELIVERED = "delivered"
     NO_ROUTE = "dropped: no route"
     BLACKHOLE = "dropped: blackhole"
+    FORWARDING_OFF = "dropped: forwarding off"
     LOOPED = "looped"
     LEFT_CLUSTER = "left the cluster"
+    #: The path reaches a host whose table could not be read: nothing is claimed past it.
+    UNKNOWN = "unknown: a host on the path was not read"
 
 
 class EndpointKind(enum.StrEnum):
@@ -57,6 +61,11 @@ class TraceHost:
     #: Every address the host owns, with the interface it is on.
     local: Mapping[IPAddress, str] = field(default_factory=dict)
     bridge: str = "cni0"
+    #: Whether the host forwards packets of each family (``ip_forward``); a family not
+    #: listed is taken to forward (the plan assumes it, and doctor checks it).
+    forwarding: Mapping[Family, bool] = field(default_factory=dict)
+    #: Why this host's table is unknown (unreachable, not selected); ``None``: it is known.
+    unread: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +146,15 @@ def planned_network(route_plan: RoutePlan, protocol: int, node_dev: str = "eth0"
 
 def observed_network(route_plan: RoutePlan, tables: Mapping[str, Sequence[Route]],
                      local: Mapping[str, Mapping[IPAddress, str]],
-                     bridge: str = "cni0") -> Network:
-    """Each host's real main table and addresses, as read from it."""
+                     bridge: str = "cni0", *,
+                     forwarding: Mapping[str, Mapping[Family, bool]] | None = None,
+                     unread: Mapping[str, str] | None = None) -> Network:
+    """Each host's real main table, addresses and forwarding, as read from it. A host
+    without a table is ``unread`` (with the reason given, or "not read")."""
     hosts = tuple(TraceHost(h.name, h.addresses, h.pod_cidrs, tuple(tables.get(h.name, ())),
-                            dict(local.get(h.name, {})), bridge)
+                            dict(local.get(h.name, {})), bridge,
+                            dict((forwarding or {}).get(h.name, {})),
+                            None if h.name in tables else (unread or {}).get(h.name, "not read"))
                   for h in route_plan.inventory)
     return Network(hosts, "observed")
 
@@ -228,9 +242,21 @@ def simulate(network: Network, src: Endpoint, dst: Endpoint,
             return end(Outcome.LOOPED, f"the packet returns to {here.name}: "
                        f"{' → '.join(cycle)}; it circles until its TTL runs out", cycle)
         seen[here.name] = len(hops)
+        if here.unread is not None:
+            hops.append(Hop(here.name, arrived, None, note=f"not read: {here.unread}"))
+            return end(Outcome.UNKNOWN, f"{here.name} is on the path but its table could not "
+                       f"be read ({here.unread}): the rest of the path is unknown")
         if dst.address in here.local:
             hops.append(Hop(here.name, arrived, None, note=f"{dst.address} is local"))
             return end(Outcome.DELIVERED, f"{dst.address} is an address of {here.name}")
+        family = Family.of(dst.address)
+        if arrived is not None and not here.forwarding.get(family, True):
+            # The packet came from a pod or another host and is not for this host: the
+            # kernel drops it unless it forwards this family.
+            sysctl = FORWARDING_SYSCTL[family]
+            hops.append(Hop(here.name, arrived, None, note=f"{sysctl} = 0"))
+            return end(Outcome.FORWARDING_OFF, f"dropped at {here.name}: forwarding off "
+                       f"({sysctl} = 0), so it does not pass packets on")
         route = lookup(here, dst.address)
         if route is None:
             hops.append(Hop(here.name, arrived, None, note="no route matches"))
@@ -311,7 +337,9 @@ def parse_route_get(status: int, stdout: str, stderr: str) -> KernelAnswer:
 
 def expected(hop: Hop) -> str:
     if hop.route is None:
-        return "local" if hop.note.endswith("is local") else "error: no route"
+        if hop.note.endswith("is local"):
+            return "local"
+        return "error: forwarding off" if hop.note.endswith("= 0") else "error: no route"
     if hop.route.type in _DROP_TYPES:
         return f"error: {hop.route.type}"
     gateway = hop.route.gateway or (hop.route.nexthops[0] if hop.route.nexthops else None)

@@ -14,7 +14,8 @@ from podroutes.core.model import PROTOCOL_NAMES, Route
 from podroutes.diag.trace import Disagreement, EndpointKind, Hop, KernelAnswer, Outcome, Trace
 
 _PROTO = {number: name for name, number in PROTOCOL_NAMES.items()}
-_MARK = {Outcome.DELIVERED: "✓", Outcome.LOOPED: "↻", Outcome.LEFT_CLUSTER: "↗"}
+_MARK = {Outcome.DELIVERED: "✓", Outcome.LOOPED: "↻", Outcome.LEFT_CLUSTER: "↗",
+         Outcome.UNKNOWN: "?"}
 
 
 def route_text(r: Route) -> str:

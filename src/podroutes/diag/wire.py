@@ -91,8 +91,8 @@ async def observe(transport: Transport, inventory: Inventory, parallel: int,
                   timeout: float, only: Sequence[str] | None = None,
                   ) -> tuple[dict[str, HostFacts], dict[str, str]]:
     """What trace --observed needs from every host (``only``: from those named):
-    addresses and both tables."""
-    kinds = (FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
+    addresses, both tables and whether it forwards."""
+    kinds = (FactKind.SYSCTL, FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
     hosts = [h for h in inventory if only is None or h.name in only]
     return await each_host(transport, hosts, lambda s, h: read_facts(s, kinds),
                            parallel, timeout)
