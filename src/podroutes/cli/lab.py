@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from podroutes.cli.exit_status import ExitStatus
 from podroutes.core.errors import LabError
 from podroutes.lab import netns as labmod
 from podroutes.lab.seed import MANAGERS
@@ -24,7 +25,7 @@ def _out() -> Console:
 
 def _fail(exc: LabError) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]lab:[/] {exc}")
-    sys.exit(1)
+    sys.exit(ExitStatus.FAILED)
 
 
 @click.group("lab")
@@ -98,7 +99,7 @@ def status_command(name: str, as_json: bool) -> None:
             address = ", ".join(a for a in (m["address"], m.get("address6")) if a)
             table.add_row(m["name"], m["role"], address, ns, sshd)
         _out().print(table)
-    sys.exit(0 if state["healthy"] else 1)
+    sys.exit(ExitStatus.OK if state["healthy"] else ExitStatus.FAILED)
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
@@ -146,7 +147,7 @@ def smoke_command(name: str, as_json: bool) -> None:
             "results": [{"src": r.src.name, "dst": r.dst.name, "family": r.family,
                          "dst_address": r.dst_address, "ok": r.ok, "detail": r.detail}
                         for r in results]}, indent=2))
-        sys.exit(1 if failed else 0)
+        sys.exit(ExitStatus.FAILED if failed else ExitStatus.OK)
     out = _out()
     for family in spec.families:
         out.print(_matrix_table(spec, name, family, [r for r in results if r.family == family]))
@@ -165,7 +166,7 @@ def smoke_command(name: str, as_json: bool) -> None:
     if table_full:
         out.print(f"[yellow]warning[/]: {full_note}")
     out.print(f"smoke: {verdict}")
-    sys.exit(1 if failed else 0)
+    sys.exit(ExitStatus.FAILED if failed else ExitStatus.OK)
 
 
 def _matrix_table(spec: labmod.LabSpec, name: str, family: int, results: list[Ping]) -> Table:
