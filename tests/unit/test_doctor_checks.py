@@ -266,7 +266,7 @@ def test_foreign_conflict_is_a_wrong_gateway_that_names_its_owner(cluster: World
     set_route(cluster, "node-0", "10.200.1.0/24", gateway=ip_address("192.168.10.100"),
               protocol=4)
     f = only(cluster)
-    assert f.kind is K.ROUTE_WRONG_GATEWAY and "proto 4" in f.what and "--force" in f.what
+    assert f.kind is K.ROUTE_WRONG_GATEWAY and "proto static" in f.what and "--force" in f.what
 
 
 def test_hand_made_route_with_the_right_gateway_is_fine(cluster: World) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from podroutes.agent.nodes import NodeView
-from podroutes.core.model import MAIN_TABLE
+from podroutes.core.model import MAIN_TABLE, protocol_name
 
 
 class NetlinkKind(enum.StrEnum):
@@ -105,7 +105,7 @@ def netlink_reason(event: NetlinkEvent, protocol: int,
             return (f"owned route {event.dst} changed to {how or 'another form'}"
                     + (f" (the plan says via {wanted})" if wanted else " (not in the plan)"))
         verb = "added" if kind is NetlinkKind.NEW_ROUTE else "deleted"
-        return f"route {event.dst} (protocol {event.protocol}) {verb}"
+        return f"route {event.dst} (proto {protocol_name(event.protocol or 0)}) {verb}"
     if kind in (NetlinkKind.NEW_LINK, NetlinkKind.DEL_LINK):
         state = "gone" if kind is NetlinkKind.DEL_LINK else "up" if event.up else "down"
         return f"link {event.ifname or '?'} {state}"

@@ -11,15 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
-from podroutes.core.model import PROTOCOL_NAMES
+from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
-
-_NAMES = {number: name for name, number in PROTOCOL_NAMES.items()}
-
-
-def protocol_name(number: int) -> str:
-    """``static`` for 4, ``147`` for a number iproute2 has no name for."""
-    return _NAMES.get(number, str(number))
 
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",

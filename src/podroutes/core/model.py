@@ -34,6 +34,13 @@ PROTOCOL_NAMES: Mapping[str, int] = {
     "keepalived": 18, "babel": 42, "openr": 99, "bgp": 186, "isis": 187, "ospf": 188,
     "rip": 189, "eigrp": 192,
 }  # fmt: skip
+_PROTOCOL_BY_NUMBER = {number: name for name, number in PROTOCOL_NAMES.items()}
+
+
+def protocol_name(number: int) -> str:
+    """A route protocol as ``ip`` prints it: ``static`` for 4, ``147`` for a number
+    iproute2 has no name for. The one way podroutes names a protocol."""
+    return _PROTOCOL_BY_NUMBER.get(number, str(number))
 
 
 class Family(enum.IntEnum):

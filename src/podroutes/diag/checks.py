@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from podroutes.core.addresses import choose_gateway_address, unfit_reason
 from podroutes.core.diff import Action, RouteState, diff
 from podroutes.core.iproute import batch_line, route_spec
-from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route
+from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route, protocol_name
 from podroutes.core.plan import RoutePlan
 from podroutes.diag.facts import FORWARDING_SYSCTL, FactKind, HostFacts
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext, runnable
@@ -165,7 +165,8 @@ def check_routes(ctx: HostContext) -> list[Finding]:
             now = f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast"
                                                         else f"dev {o.dev}")
             owner = "podroutes' own" if o.protocol == ctx.protocol else \
-                f"not podroutes' (proto {o.protocol}); `podroutes apply --force` takes it over"
+                f"not podroutes' (proto {protocol_name(o.protocol)}); " \
+                "`podroutes apply --force` takes it over"
             out.append(Finding(
                 FindingKind.ROUTE_WRONG_GATEWAY, host,
                 f"{s.dst} ({s.via_host}'s pods) goes {now}, not via {s.desired_gateway} "
