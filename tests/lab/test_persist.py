@@ -90,6 +90,13 @@ def test_networkd_deletes_unpersisted_routes_and_brings_persisted_ones_back() ->
         states = {r["state"] for h in json.loads(unpersisted.stdout)["hosts"]
                   for r in h["persistence"]["routes"]}
         assert states == {"applied, not persisted"}
+        # doctor sees networkd in the machines' own namespaces, as persist does, and warns
+        # before networkd deletes the routes
+        warned = lab.podroutes("doctor", "--json")
+        assert warned.returncode == 3, warned.stdout + warned.stderr
+        kinds = {(f["kind"], f["host"]) for f in json.loads(warned.stdout)["findings"]}
+        assert {("networkd-foreign-routes", m) for m in ("node-0", "node-1")} <= kinds
+        assert "podroutes persist" in json.loads(warned.stdout)["findings"][0]["note"]
         # kube-router#1815: a reload of a changed file (what `netplan apply` does too)
         # reconfigures eth0, and the routes networkd does not configure are gone.
         reload_changed(lab, "node-0")
@@ -102,6 +109,9 @@ def test_networkd_deletes_unpersisted_routes_and_brings_persisted_ones_back() ->
             persisted.stdout
         assert "Protocol=147" in lab.msh("node-0", "cat", DROPIN)
         assert lab.podroutes("status", "--check-persist").returncode == 0
+        calm = lab.podroutes("doctor", "--json")
+        assert "networkd-foreign-routes" not in {
+            f["kind"] for f in json.loads(calm.stdout)["findings"]}, calm.stdout
         route = {"10.200.1.0/24 via 192.168.10.102"}
         reload_changed(lab, "node-0")  # now networkd configures the route itself
         assert settled(lab, "node-0", route)

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from podroutes.lab import netns as labmod
+
 from .conftest import Lab, install_planned_routes
 
 pytestmark = pytest.mark.lab
@@ -29,14 +31,35 @@ def test_live_trace_agrees_with_the_kernel_until_forwarding_is_off(lab: Lab) -> 
     lab.sh("node-0", "sysctl", "-qw", "net.ipv4.ip_forward=0")
     status, t = trace(lab, "10.200.0.2", "10.200.1.2", "--live")
     assert status == 3
-    assert t["outcome"] == "delivered"  # the table alone would deliver it ...
-    assert t["disagreements"] == [{  # ... but node-0's kernel will not forward it
-        "host": "node-0", "simulation": "via 192.168.10.102 dev eth0",
-        "kernel": "error: No route to host"}]
+    # node-0 reads as not forwarding: the pod's packet is dropped there, never "delivered",
+    # and the kernel's answer for that hop (an error) agrees
+    assert t["outcome"] == "dropped: forwarding off"
+    assert "dropped at node-0: forwarding off (net.ipv4.ip_forward = 0)" in t["reason"]
+    assert t["disagreements"] == []
+    assert [(h["host"], h["kernel"]) for h in t["hops"]] == [
+        ("node-0", "error: No route to host")]
+    status, seen = trace(lab, "10.200.0.2", "10.200.1.2", "--observed")
+    assert (status, seen["outcome"]) == (3, "dropped: forwarding off")
     human = lab.podroutes("trace", "10.200.0.2", "10.200.1.2", "--live")
     assert human.returncode == 3
-    assert "kernel (ip route get): error: No route to host — DISAGREES" in human.stdout
+    assert "dropped at node-0: forwarding off" in human.stdout
+    assert "delivered" not in human.stdout
     assert "┌─ node-0  192.168.10.101 ─" in human.stdout
+
+
+def test_trace_goes_around_a_host_it_cannot_read(lab: Lab) -> None:
+    """The server is not on the path between two nodes' pods: with its sshd stopped, the
+    trace is still judged (and names the server as unread); through it, it is unknown."""
+    install_planned_routes(lab)
+    assert labmod.stop_sshd(lab.spec, "server")
+    status, t = trace(lab, "10.200.0.2", "10.200.1.2", "--live")
+    assert (status, t["outcome"], t["disagreements"]) == (0, "delivered", [])
+    assert "server" in t["errors"]
+    done = lab.podroutes("trace", "server", "10.200.1.2", "--observed", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    through = json.loads(done.stdout)
+    assert through["outcome"] == "unknown: a host on the path was not read"
+    assert "server" in through["reason"]
 
 
 def test_observed_trace_names_the_loop_the_plan_does_not_have(lab: Lab) -> None:

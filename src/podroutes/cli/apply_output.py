@@ -13,6 +13,7 @@ from rich.table import Table
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
+from podroutes.core.paths import PathIssue
 
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",
@@ -54,6 +55,22 @@ def outcome_json(o: HostOutcome) -> dict[str, Any]:
         "results": [{"outcome": str(r.outcome), "action": str(r.change.action),
                      "dst": str(r.change.dst), "command": "ip " + r.change.batch_line(),
                      "message": r.message or None} for r in o.results],
+        "paths": [path_json(i) for i in o.paths],
+        "path_notes": list(o.path_notes),
+    }
+
+
+def path_json(i: PathIssue) -> dict[str, Any]:
+    """One way the kernel's path differs from the plan."""
+    route = i.route
+    return {
+        "dst": str(i.dst), "part": str(i.part), "state": str(i.state), "own": i.own,
+        "wanted": i.wanted, "kernel_decision": str(i.decision), "detail": i.detail,
+        "route": None if route is None else {
+            "dst": str(route.dst), "gateway": str(route.gateway) if route.gateway else None,
+            "dev": route.dev, "type": route.type, "metric": route.metric,
+            "table": route.table, "protocol": protocol_name(route.protocol)},
+        "kernel_answer": i.kernel,
     }
 
 
@@ -142,11 +159,19 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
             style = _STATE_STYLE[s.state]
             table.add_row(o.host.name if index == 0 else "", str(s.dst), desired, actual,
                           f"[{style}]{s.state}[/]")
-        if not o.before.statuses:
+        for index, i in enumerate(o.paths):
+            first = index == 0 and not o.before.statuses
+            table.add_row(o.host.name if first else "", str(i.part), i.wanted,
+                          i.detail, f"[red]{i.state}[/]")
+        if not o.before.statuses and not o.paths:
             table.add_row(o.host.name, "", "", "", "[green]in sync[/] (no routes needed)")
         table.add_section()
     out.print(table)
-    drift = sum(1 for o in outcomes if o.before and not o.before.in_sync)
+    for o in outcomes:
+        for note in o.path_notes:
+            out.print(f"[yellow]{o.host.name}[/]: path verdict from the model only: {note}",
+                      soft_wrap=True)
+    drift = sum(1 for o in outcomes if o.before and not (o.before.in_sync and not o.paths))
     down = sum(1 for o in outcomes if o.error)
     if not drift and not down:
         out.print(f"[green]in sync[/]: all {len(outcomes)} hosts match the plan")

@@ -42,6 +42,9 @@ def doctor_json(report: DoctorReport, inventory: Inventory) -> dict[str, Any]:
         else None,
         "fixes": [{"host": x.host, "command": x.command, "status": x.status,
                    "stderr": x.stderr} for x in report.fixes],
+        "fixed": [finding_json(f) for f in report.fixed],
+        "remaining": [finding_json(f) for f in report.remaining],
+        "worse": [finding_json(f) for f in report.worse],
     }
 
 
@@ -58,6 +61,13 @@ def print_doctor(out: Console, report: DoctorReport, inventory: Inventory) -> No
             out.print(f"  {x.host}: ", end="")
             out.print(x.command, markup=False, end="")
             out.print(f"  {result}")
+        fixed, remaining, worse = report.fixed, report.remaining, report.worse
+        out.print(f"re-read and re-judged: [green]{len(fixed)} fixed[/], "
+                  f"{len(remaining)} remain, "
+                  + (f"[bold red]{len(worse)} new since the fixes[/]" if worse else "none new"))
+        for f in worse:
+            out.print(f"  [bold red]worse[/] {f.host}: {f.kind}: ", end="")
+            out.print(f.what, markup=False, soft_wrap=True)
         out.print()
     by_host: dict[str, list[Finding]] = {}
     for f in report.findings:

@@ -227,7 +227,7 @@ def status_command(inventory: str, protocol: int, as_json: bool, check_persist: 
     try:
         outcomes = asyncio.run(run_hosts(transport, plan(reached.inventory), protocol,
                                          write=False, parallel=parallel, timeout=timeout,
-                                         states=states, only=only))
+                                         states=states, only=only, judge=True))
         if check_persist:  # a second connection per host: the engine reads routes only
             forced = None if persist_format == "auto" else Manager(persist_format)
             persistence = asyncio.run(read_persistence(

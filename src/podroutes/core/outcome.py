@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from podroutes.core.diff import Action, Change, HostDiff, RouteState
-from podroutes.core.model import Host, IPNetwork, Route
+from podroutes.core.model import Host, IPNetwork, PlannedRoute, Route
+from podroutes.core.paths import PathFacts, PathIssue, judge_paths
 
 _FAILED_LINE = re.compile(r"^Command failed -:(\d+)\s*$")
 
@@ -52,6 +53,11 @@ class HostOutcome:
     error: str | None = None
     results: list[ChangeResult] = field(default_factory=list)
     applied: bool = False
+    #: How the kernel's path differs from the plan, for destinations whose own entry is
+    #: right (status judges paths; apply does not).
+    paths: tuple[PathIssue, ...] = ()
+    #: What could not be read for the path verdict (it then rests on the model alone).
+    path_notes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # Short: asyncio repr()s a finished task's result (see Inventory.__repr__).
@@ -62,7 +68,7 @@ class HostOutcome:
     @property
     def converged(self) -> bool:
         final = self.after or self.before
-        return self.error is None and final is not None and final.in_sync
+        return self.error is None and final is not None and final.in_sync and not self.paths
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -138,6 +144,17 @@ def results(changes: Sequence[Change], withheld: dict[int, str], sent: Sequence[
         else:
             out.append(ChangeResult(change, ChangeOutcome.APPLIED))
     return out
+
+
+def path_issues(host: Host, desired: Sequence[PlannedRoute], observed: Sequence[Route],
+                facts: PathFacts, before: HostDiff, bridge: str | None = None,
+                ) -> list[PathIssue]:
+    """The path issues status and doctor report: those of destinations whose entry the
+    diff finds right (a missing or wrong entry is already reported as such), and of the
+    own pod CIDRs."""
+    entry_drift = {s.dst for s in before.statuses if s.state.is_drift}
+    return [i for i in judge_paths(host, desired, observed, facts, bridge)
+            if i.own or i.dst not in entry_drift]
 
 
 def counts(d: HostDiff) -> dict[str, int]:

@@ -24,6 +24,12 @@ from podroutes.core.plan import RoutePlan
 from podroutes.diag.facts import FORWARDING_SYSCTL, FactKind, HostFacts
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext, runnable
 from podroutes.diag.firewall_checks import check_firewall
+from podroutes.diag.path_checks import (
+    check_paths,
+    connected_metric,
+    connected_route,
+    restore_bridge_route,
+)
 
 
 def _ip(line: str) -> tuple[str, ...]:
@@ -197,23 +203,60 @@ def _on_link(ctx: HostContext) -> Callable[[IPAddress], bool]:
     return lambda gw: not readable or any(gw in n for n in networks)
 
 
+def _clashes(ctx: HostContext) -> list[Route]:
+    """Main-table routes that send part of the host's own pod CIDR to a gateway."""
+    return [r for r in ctx.facts.routes
+            if r.table == MAIN_TABLE and _in_own(ctx, r.dst) and (r.gateway or r.nexthops)]
+
+
 def check_own_cidr_clash(ctx: HostContext) -> list[Finding]:
+    """A route pointing (part of) the host's own pod CIDR at another host. The fix puts
+    the bridge's connected route back when the clash took its place, and removes the
+    clash only where that leaves the connected route in charge."""
     out = []
-    for r in ctx.facts.routes:
-        if r.table != MAIN_TABLE or not _in_own(ctx, r.dst) or not (r.gateway or r.nexthops):
-            continue
+    for r in _clashes(ctx):
         gateway = r.gateway or r.nexthops[0]
         other = ctx.host_of(gateway)
-        out.append(runnable(
-            FindingKind.OWN_CIDR_CLASH, ctx.host.name,
-            f"route {r.dst} via {gateway}{f' ({other.name})' if other else ''} points this "
-            f"host's own pod CIDR at another host",
-            f"it clashes with the kernel's `{r.dst} dev {ctx.bridge}` route (KTHW#539): "
-            f"whichever was added first wins, so packets for {ctx.host.name}'s own pods can "
-            f"leave by the node network and loop between nodes",
-            [_ip(batch_line("del", route_spec(r.dst, r.gateway, r.protocol, r.metric)))],
-            FixClass.SAFE))
+        cidr = next(c for c in ctx.host.pod_cidrs if _in_own_one(r.dst, c))
+        restore = restore_bridge_route(ctx, cidr)
+        argvs: list[tuple[str, ...]] = [restore] if restore is not None else []
+        same_slot = restore is not None and r.dst == cidr and (
+            r.effective_metric == connected_metric(Family.of(cidr)))
+        if not same_slot:  # a replace in the same slot already overwrote the clash
+            argvs.append(_ip(batch_line("del", route_spec(r.dst, r.gateway, r.protocol,
+                                                          r.metric))))
+        connected = restore is None and connected_route(ctx, cidr) is None
+        what = (f"route {r.dst} via {gateway}{f' ({other.name})' if other else ''} points "
+                f"this host's own pod CIDR at another host")
+        why = (f"it clashes with the kernel's `{cidr} dev {ctx.bridge}` route (KTHW#539): "
+               f"packets for {ctx.host.name}'s own pods leave by the node network and loop "
+               f"between nodes")
+        if connected:  # no bridge route to fall back on: deleting alone would cut pods off
+            out.append(Finding(FindingKind.OWN_CIDR_CLASH, ctx.host.name, what, why,
+                               tuple(shlex.join(a) for a in argvs),
+                               note=f"{ctx.bridge} cannot carry {cidr} yet (see the bridge "
+                                    f"findings): fix the bridge first, or the pods on "
+                                    f"{ctx.host.name} stay unreachable"))
+            continue
+        out.append(runnable(FindingKind.OWN_CIDR_CLASH, ctx.host.name, what, why, argvs,
+                            FixClass.SAFE))
     return out
+
+
+def _in_own_one(dst: IPNetwork, cidr: IPNetwork) -> bool:
+    return dst.version == cidr.version and dst.subnet_of(cidr)  # type: ignore[arg-type]
+
+
+def check_kernel_paths(ctx: HostContext) -> list[Finding]:
+    """The kernel's path for every destination (:mod:`podroutes.diag.path_checks`); an
+    own pod CIDR with a clashing route or a broken bridge is left to those findings."""
+    bridge = ctx.facts.interface(ctx.bridge)
+    clashing = _clashes(ctx)
+    explained = [c for c in ctx.host.pod_cidrs
+                 if any(_in_own_one(r.dst, c) for r in clashing) or bridge is None
+                 or not bridge.up
+                 or not any(a.ip == c.network_address + 1 for a in bridge.addresses)]
+    return check_paths(ctx, explained)
 
 
 def check_bridge(ctx: HostContext) -> list[Finding]:
@@ -299,7 +342,9 @@ def check_networkd(ctx: HostContext) -> list[Finding]:
         "`netplan apply` or reboot deletes these routes and pods lose each other",
         ("mkdir -p /etc/systemd/networkd.conf.d && printf '[Network]\\n"
          "ManageForeignRoutes=no\\n' > /etc/systemd/networkd.conf.d/50-podroutes.conf",),
-        note=f"or persist the routes in {network_file}: {sections}")]
+        note=f"better: run `podroutes persist` (where you run podroutes) to write the routes "
+             f"into networkd's own configuration for {network_file}, so they also survive a "
+             f"reboot ({sections})")]
 
 
 def check_mtu(contexts: Sequence[HostContext]) -> list[Finding]:
@@ -331,7 +376,7 @@ def check_mtu(contexts: Sequence[HostContext]) -> list[Finding]:
 
 HOST_CHECKS: tuple[Callable[[HostContext], list[Finding]], ...] = (
     check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_rp_filter,
-    check_routes,
+    check_routes, check_kernel_paths,
     check_own_cidr_clash, check_bridge, check_gateways, check_networkd)
 
 

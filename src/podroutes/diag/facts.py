@@ -21,6 +21,7 @@ from podroutes.core.iproute import parse_routes
 from podroutes.core.jsontext import json_list
 from podroutes.core.model import Family, IPAddress, IPNetwork, Route
 from podroutes.core.netfiles import FILES_SCRIPT, networkd_in_use, parse_files
+from podroutes.core.paths import PathFacts
 from podroutes.diag.firewall import Ruleset, parse_iptables_save, parse_nft_json
 
 IPInterface = IPv4Interface | IPv6Interface
@@ -99,6 +100,9 @@ class HostFacts:
     addresses: tuple[InterfaceAddress, ...] = ()
     #: Facts that could not be read, with the host's own words ("nft: not found").
     unreadable: Mapping[FactKind, str] = field(default_factory=dict)
+    #: Policy rules, the other tables and the kernel's answers for the planned
+    #: destinations (:mod:`podroutes.core.paths`); ``None`` when not read.
+    paths: PathFacts | None = None
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)

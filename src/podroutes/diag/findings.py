@@ -29,7 +29,13 @@ class FindingKind(enum.StrEnum):
     ROUTE_MISSING = "route-missing"
     ROUTE_WRONG_GATEWAY = "route-wrong-gateway"
     ROUTE_STALE = "route-stale"
+    ROUTE_SHADOWED = "route-shadowed"
+    ROUTE_OVERRIDDEN = "route-overridden"
+    ROUTE_POLICY = "route-policy-table"
+    ROUTE_DROPPED = "route-dropped"
+    ROUTE_ELSEWHERE = "route-elsewhere"
     OWN_CIDR_CLASH = "own-cidr-clash"
+    OWN_CIDR_OFF_BRIDGE = "own-cidr-off-bridge"
     BRIDGE_MISSING = "bridge-missing"
     BRIDGE_DOWN = "bridge-down"
     BRIDGE_ADDRESS = "bridge-address"
@@ -38,6 +44,8 @@ class FindingKind(enum.StrEnum):
     UNSTABLE_NODE_ADDRESS = "unstable-node-address"
     NETWORKD_FOREIGN_ROUTES = "networkd-foreign-routes"
     MTU_MISMATCH = "mtu-mismatch"
+    PATH_UNCERTAIN = "path-uncertain"
+    PATH_MODEL_DISAGREES = "path-model-disagrees"
 
 
 class FixClass(enum.StrEnum):

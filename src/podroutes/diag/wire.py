@@ -11,9 +11,10 @@ the others. The checks themselves are pure (:mod:`podroutes.diag.checks`). Never
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from podroutes.core.model import Host, Inventory
+from podroutes.core.model import Host, Inventory, IPAddress
+from podroutes.core.paths import destinations, parse_path_facts, path_commands, samples
 from podroutes.core.plan import RoutePlan
 from podroutes.diag.checks import check_all
 from podroutes.diag.facts import FACT_COMMANDS, FactKind, HostFacts, Output, parse_facts
@@ -24,11 +25,25 @@ from podroutes.remote.transport import Transport, each_host
 
 
 async def read_facts(session: ShellSession, kinds: Sequence[FactKind] = tuple(FactKind),
-                     ) -> HostFacts:
-    """The facts of one host, in one round trip."""
-    results = await session.run_many([Command(FACT_COMMANDS[k]) for k in kinds])
-    return parse_facts({k: Output(r.status, r.stdout, r.stderr)
-                        for k, r in zip(kinds, results, strict=True)})
+                     probe: Sequence[IPAddress] | None = None) -> HostFacts:
+    """The facts of one host, in one round trip; with ``probe``, also its policy rules,
+    other tables and the kernel's answer (``ip route get``) for those addresses."""
+    commands = [Command(FACT_COMMANDS[k]) for k in kinds]
+    if probe is not None:
+        commands += [Command(argv, stdin) for argv, stdin in path_commands(probe)]
+    results = await session.run_many(commands)
+    facts = parse_facts({k: Output(r.status, r.stdout, r.stderr)
+                         for k, r in zip(kinds, results, strict=False)})
+    if probe is None:
+        return facts
+    paths = parse_path_facts(probe, [(r.status, r.stdout, r.stderr)
+                                     for r in results[len(kinds):]])
+    return replace(facts, paths=paths)
+
+
+def probe_for(route_plan: RoutePlan, host: Host) -> list[IPAddress]:
+    """The addresses doctor asks a host's kernel about: samples of every destination."""
+    return samples(destinations(host, route_plan.routes_for(host)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +62,29 @@ class DoctorReport:
     before: list[Finding] | None = None  # what was found before fixing
     fixes: list[FixRun] = field(default_factory=list)
 
+    def _compare(self) -> tuple[list[Finding], list[Finding], list[Finding]]:
+        before = self.before or []
+        key = {(f.kind, f.host, f.what) for f in self.findings}
+        was = {(f.kind, f.host, f.what) for f in before}
+        return ([f for f in before if (f.kind, f.host, f.what) not in key],
+                [f for f in self.findings if (f.kind, f.host, f.what) in was],
+                [f for f in self.findings if (f.kind, f.host, f.what) not in was])
+
+    @property
+    def fixed(self) -> list[Finding]:
+        """Found before the fixes, gone after the re-read (empty when nothing was fixed)."""
+        return self._compare()[0]
+
+    @property
+    def remaining(self) -> list[Finding]:
+        """Found before the fixes and still there after them."""
+        return self._compare()[1] if self.before is not None else list(self.findings)
+
+    @property
+    def worse(self) -> list[Finding]:
+        """New after the fixes: what a fix broke (re-judged on the re-read host)."""
+        return self._compare()[2] if self.before is not None else []
+
 
 def allowed_fixes(fix: bool, fix_firewall: bool) -> set[FixClass]:
     return ({FixClass.SAFE} if fix else set()) | ({FixClass.FIREWALL} if fix_firewall else set())
@@ -60,15 +98,17 @@ async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
     ``only`` names the hosts to read, check and repair (``None``: every host); the whole
     inventory still shapes the plan."""
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
-    facts, errors = await each_host(transport, hosts, lambda s, h: read_facts(s),
-                                    parallel, timeout)
+    facts, errors = await each_host(
+        transport, hosts, lambda s, h: read_facts(s, probe=probe_for(route_plan, h)),
+        parallel, timeout)
     findings = check_all(route_plan, facts, protocol, bridge)
     report = DoctorReport(findings, errors, facts)
     allowed = allowed_fixes(fix, fix_firewall)
     todo: dict[str, list[tuple[str, ...]]] = {}
     for finding in findings:
         if finding.automatic and finding.fix_class in allowed:
-            todo.setdefault(finding.host, []).extend(finding.argv)
+            planned = todo.setdefault(finding.host, [])
+            planned.extend(a for a in finding.argv if a not in planned)
     if not todo:
         return report
 
@@ -76,7 +116,7 @@ async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
         results = await session.run_many([Command(argv) for argv in todo[host.name]])
         report.fixes.extend(FixRun(host.name, r.command, r.status, r.stderr.strip())
                             for r in results)
-        return await read_facts(session)
+        return await read_facts(session, probe=probe_for(route_plan, host))
 
     fixed, fix_errors = await each_host(
         transport, [h for h in hosts if h.name in todo], repair, parallel, timeout)
@@ -94,7 +134,7 @@ async def observe(transport: Transport, inventory: Inventory, parallel: int,
     addresses, both tables and whether it forwards."""
     kinds = (FactKind.SYSCTL, FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
     hosts = [h for h in inventory if only is None or h.name in only]
-    return await each_host(transport, hosts, lambda s, h: read_facts(s, kinds),
+    return await each_host(transport, hosts, lambda s, h: read_facts(s, kinds, probe=()),
                            parallel, timeout)
 
 

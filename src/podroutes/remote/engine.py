@@ -34,6 +34,7 @@ from podroutes.core.model import (
     PROTOCOL_NAMES,
     Family,
     Host,
+    IPAddress,
     PlannedRoute,
     Route,
 )
@@ -43,8 +44,10 @@ from podroutes.core.outcome import (
     OnLink,
     connected_networks,
     failed_lines,
+    path_issues,
     results,
 )
+from podroutes.core.paths import PathFacts, destinations, parse_path_facts, path_commands, samples
 from podroutes.core.plan import RoutePlan
 from podroutes.core.routecache import RouteCache
 from podroutes.remote import failpoints
@@ -121,15 +124,20 @@ async def read_state(session: ShellSession, desired: Sequence[PlannedRoute] = ()
 
 
 async def _preflight(
-    session: ShellSession, write: bool, lock_wait: float, reader: _Reader
-) -> tuple[list[Route], bool]:
-    """Identity, ``ip``, the lock (when writing) and both tables, in one round trip.
-    Returns the routes and whether the session is root (else ``sudo -n`` works)."""
+    session: ShellSession, write: bool, lock_wait: float, reader: _Reader,
+    probe: Sequence[IPAddress] | None = None,
+) -> tuple[list[Route], bool, PathFacts | None]:
+    """Identity, ``ip``, the lock (when writing) and both tables, in one round trip; with
+    ``probe``, also the policy rules, the other tables and ``ip route get`` for those
+    addresses (:mod:`podroutes.core.paths`). Returns the routes, whether the session is
+    root (else ``sudo -n`` works), and the path facts when asked."""
     commands = [Command(script=_UID_SCRIPT), Command(script="command -v ip >/dev/null")]
     if write:
         wait = str(max(0, int(lock_wait)))
         commands.append(Command(script=_LOCK_SCRIPT.replace("__WAIT__", wait)))
     commands += _reads()
+    if probe is not None:
+        commands += [Command(argv, stdin) for argv, stdin in path_commands(probe)]
     results = await session.run_many(commands, reader.prepare)
     # After the host answered (lock held, state read), before anything is decided: a test
     # can change the host here and know podroutes' view of it is already taken.
@@ -155,23 +163,35 @@ async def _preflight(
                 why if why.startswith("cannot") else
                 f"another podroutes apply holds this host's lock; waited {lock_wait:g}s "
                 f"(--lock-wait) {why}".strip())
+    facts = None
+    if probe is not None:
+        count = len(path_commands(probe))
+        facts = parse_path_facts(probe, [(r.status, r.stdout, r.stderr)
+                                         for r in results[-count:]])
+        results = results[:-count]
     reads = results[-2:]
-    return reader.routes(reads, session.host), uid.stdout.strip() == "0"
+    return reader.routes(reads, session.host), uid.stdout.strip() == "0", facts
 
 
 async def _converge(
     transport: Transport, host: Host, route_plan: RoutePlan, protocol: int, *,
     force: bool, dry_run: bool, write: bool, lock_wait: float, cache: RouteCache | None,
+    judge: bool = False,
 ) -> HostOutcome:
     outcome = HostOutcome(host)
     desired = route_plan.routes_for(host)
     writing = write and not dry_run
+    probe = samples(destinations(host, desired)) if judge else None
     await failpoints.reach("connect", host.name)
     async with transport.session(host) as session:
         reader = _Reader(desired, cache)
-        observed, is_root = await _preflight(session, writing, lock_wait, reader)
+        observed, is_root, path_facts = await _preflight(session, writing, lock_wait, reader,
+                                                         probe)
         before = diff(desired, observed, protocol, force)
         outcome.before = before
+        if path_facts is not None:
+            outcome.paths = tuple(path_issues(host, desired, observed, path_facts, before))
+            outcome.path_notes = path_facts.unreadable
         if not writing or not before.changes:
             return outcome
         on_link = OnLink(connected_networks(observed))
@@ -211,6 +231,7 @@ async def run_hosts(
     only: Sequence[str] | None = None,
     on_done: Callable[[HostOutcome], None] | None = None,
     cache: RouteCache | None = None,
+    judge: bool = False,
 ) -> list[HostOutcome]:
     """Converge (``write``) or inspect every host in parallel; one outcome per host.
 
@@ -219,7 +240,8 @@ async def run_hosts(
     limits the run to those host names (the rest of the inventory still shapes the plan).
     ``on_done`` is called with each host's outcome as it finishes (progress display).
     ``cache`` keeps parsed routes from run to run (the agent's resyncs read the same
-    table again and again).
+    table again and again). ``judge`` also decides, in the same round trip, the path the
+    kernel gives every destination (:mod:`podroutes.core.paths`): status's verdict.
     """
     gate = asyncio.Semaphore(max(1, parallel))
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
@@ -233,7 +255,7 @@ async def run_hosts(
                 async with asyncio.timeout(timeout):
                     outcome = await _converge(
                         transport, host, route_plan, protocol, force=force, dry_run=dry_run,
-                        write=write, lock_wait=lock_wait, cache=cache)
+                        write=write, lock_wait=lock_wait, cache=cache, judge=judge)
             except TimeoutError:
                 outcome = HostOutcome(host, error=f"timed out after {timeout:g}s (--timeout): "
                                                   "the host or its sshd hangs")
