@@ -9,6 +9,7 @@ inside the same namespace. The ordering test records the kernel's own route noti
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,38 @@ def test_a_cidr_that_moves_to_another_node_is_rewritten_in_place(
         monitor.wait()
     events = _lines(monitor_log, "10.200.2.0/24")
     assert not [e for e in events if "Deleted" in e], events  # replaced: never a gap
+
+
+def test_readiness_follows_the_kernels_path_and_owned_routes_changed_by_others(
+        node_ns: NodeNamespace, tmp_path: Path, agents: list[AgentProcess]) -> None:
+    """A foreign more specific route shadows a planned destination: the routes are all in
+    place, but /readyz says why pods are cut off, within a second, without a resync. An
+    owned route replaced with another gateway (under the agent's own protocol) is put back
+    at once, not at the next resync."""
+    inventory = tmp_path / "machines.txt"
+    inventory.write_text(MACHINES)
+    agent = start(node_ns, inventory, tmp_path, agents, "--resync", "3600")
+    wait_until(lambda: agent.get("/readyz")[0] == 200)
+
+    node_ns.ip("route", "add", "10.200.1.0/25", "via", "192.168.10.10")
+    wait_until(lambda: agent.get("/readyz")[0] == 503,
+               message="/readyz follows a shadowing route without a resync")
+    status, body = agent.get("/readyz")
+    assert status == 503 and "shadowed" in body and "10.200.1.0/25" in body, body
+    node_ns.ip("route", "del", "10.200.1.0/25", "via", "192.168.10.10")
+    wait_until(lambda: agent.get("/readyz")[0] == 200)
+
+    node_ns.ip("route", "replace", "10.200.1.0/24", "via", "192.168.10.100", "proto", "147")
+    wait_until(lambda: node_ns.owned().get("10.200.1.0/24") == "192.168.10.102",
+               message="the owned route replaced by hand is put back without a resync")
+    time.sleep(1.0)  # the repair's own kernel events arrive and are recognised as its own
+    syncs = reconciles(agent)
+    time.sleep(3.0)  # nothing changes: no reconcile starts
+    assert reconciles(agent) == syncs
+
+
+def reconciles(agent: AgentProcess) -> float:
+    """podroutes_syncs_total summed over what started them."""
+    _, text = agent.get("/metrics")
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("podroutes_syncs_total"))

@@ -27,6 +27,9 @@ class Reason(enum.StrEnum):
     ROUTE_CREATED = "RouteCreated"
     NOT_CONVERGED = "RoutesNotConverged"
     CONFLICT = "RoutesConflict"
+    #: The routes are in place but the kernel sends pod traffic elsewhere (a foreign more
+    #: specific route, a lower metric, a policy rule, a blackhole).
+    PATH_DIFFERS = "PodPathDiffers"
     NOT_ROUTABLE = "NodeNotRoutable"
     REMOVED = "RoutesRemoved"
 

@@ -176,12 +176,14 @@ async def _preflight(
 async def _converge(
     transport: Transport, host: Host, route_plan: RoutePlan, protocol: int, *,
     force: bool, dry_run: bool, write: bool, lock_wait: float, cache: RouteCache | None,
-    judge: bool = False,
+    judge: bool = False, confirm: bool = True,
 ) -> HostOutcome:
     outcome = HostOutcome(host)
     desired = route_plan.routes_for(host)
     writing = write and not dry_run
-    probe = samples(destinations(host, desired)) if judge else None
+    probe: list[IPAddress] | None = None
+    if judge:
+        probe = samples(destinations(host, desired)) if confirm else []
     await failpoints.reach("connect", host.name)
     async with transport.session(host) as session:
         reader = _Reader(desired, cache)
@@ -208,9 +210,16 @@ async def _converge(
             batch = "".join(c.batch_line() + "\n" for c in sent)
             fault = failpoints.pause_for("batch", host.name)
 
+            # With a path verdict, the rules, other tables and kernel answers are read
+            # again in the same round trip: they are judged against the table read back.
+            rejudge = [] if probe is None else [Command(a, i) for a, i in path_commands(probe)]
             result, *reread = await session.run_many(
-                [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *_reads(changed)],
-                pause=fault)
+                [Command((*prefix, "ip", "-force", "-batch", "-"), batch), *_reads(changed),
+                 *rejudge], pause=fault)
+            if rejudge:
+                path_facts = parse_path_facts(probe or [], [
+                    (r.status, r.stdout, r.stderr) for r in reread[-len(rejudge):]])
+                reread = reread[:-len(rejudge)]
             outcome.applied = True
             failed = failed_lines(sent, result.stderr)
             if result.status != 0 and not failed:
@@ -219,6 +228,10 @@ async def _converge(
             after += reader.routes(reread, host.name, changed)
         await failpoints.reach("verify", host.name)
         outcome.after = diff(desired, after, protocol, force=False)
+        if sent and path_facts is not None:
+            outcome.paths = tuple(path_issues(host, desired, after, path_facts,
+                                              outcome.after))
+            outcome.path_notes = path_facts.unreadable
     outcome.results = results(before.changes, withheld, sent, failed, outcome.after)
     return outcome
 
@@ -232,6 +245,7 @@ async def run_hosts(
     on_done: Callable[[HostOutcome], None] | None = None,
     cache: RouteCache | None = None,
     judge: bool = False,
+    confirm: bool = True,
 ) -> list[HostOutcome]:
     """Converge (``write``) or inspect every host in parallel; one outcome per host.
 
@@ -241,7 +255,9 @@ async def run_hosts(
     ``on_done`` is called with each host's outcome as it finishes (progress display).
     ``cache`` keeps parsed routes from run to run (the agent's resyncs read the same
     table again and again). ``judge`` also decides, in the same round trip, the path the
-    kernel gives every destination (:mod:`podroutes.core.paths`): status's verdict.
+    kernel gives every destination (:mod:`podroutes.core.paths`): status's verdict;
+    when writing, against the table read back. ``confirm`` asks the kernel (``ip route
+    get``) about sample addresses too; without it the verdict is the model's alone.
     """
     gate = asyncio.Semaphore(max(1, parallel))
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
@@ -255,7 +271,8 @@ async def run_hosts(
                 async with asyncio.timeout(timeout):
                     outcome = await _converge(
                         transport, host, route_plan, protocol, force=force, dry_run=dry_run,
-                        write=write, lock_wait=lock_wait, cache=cache, judge=judge)
+                        write=write, lock_wait=lock_wait, cache=cache, judge=judge,
+                        confirm=confirm)
             except TimeoutError:
                 outcome = HostOutcome(host, error=f"timed out after {timeout:g}s (--timeout): "
                                                   "the host or its sshd hangs")
