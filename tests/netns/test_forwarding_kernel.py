@@ -1,5 +1,7 @@
-"""The forwarding model (:mod:`podroutes.core.forwarding`) against a real kernel, by
-Hypothesis: random routes inside and around a pod CIDR (more specific prefixes, metrics,
+"""The forwarding model (:mod:`podroutes.core.forwarding`, with
+:mod:`~podroutes.core.rules`, :mod:`~podroutes.core.parts` and
+:mod:`~podroutes.core.routeget`) against a real kernel, by Hypothesis: random routes
+inside and around a pod CIDR (more specific prefixes, metrics,
 unicast/blackhole/unreachable/prohibit/throw/local types, multipath, a second table 100)
 and random rules (``from``/``to``/``iif``/``not``/``fwmark`` selectors, lookup, goto,
 nop and drop actions, ``suppress_prefixlength``), installed with ``ip -batch``; then for
@@ -26,17 +28,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from podroutes.core.forwarding import (
-    Fib,
-    agrees,
-    parse_route_get,
-    parse_route_get_error,
-    parse_rules,
-    sample_addresses,
-    tables_of,
-)
+from podroutes.core.forwarding import Fib, tables_of
 from podroutes.core.iproute import parse_routes
 from podroutes.core.model import Family, IPAddress, IPNetwork
+from podroutes.core.parts import sample_addresses
+from podroutes.core.routeget import agrees, parse_route_get, parse_route_get_error
+from podroutes.core.rules import parse_rules
 from tests.netns.conftest import unique_name
 
 pytestmark = pytest.mark.root

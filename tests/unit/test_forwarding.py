@@ -1,7 +1,9 @@
-"""The pure model of the kernel's forwarding decision (:mod:`podroutes.core.forwarding`),
-on outputs captured from a real kernel (``tests/data/forwarding/``, made by its
-``capture.py``): every ``ip route get`` answer captured agrees with the model's decision,
-and each semantic is also asserted by name, in both families.
+"""The pure model of the kernel's forwarding decision (:mod:`podroutes.core.forwarding`,
+with :mod:`~podroutes.core.rules`, :mod:`~podroutes.core.decision`,
+:mod:`~podroutes.core.parts` and :mod:`~podroutes.core.routeget`), on outputs captured
+from a real kernel (``tests/data/forwarding/``, made by its ``capture.py``): every ``ip
+route get`` answer captured agrees with the model's decision, and each semantic is also
+asserted by name, in both families.
 """
 
 from __future__ import annotations
@@ -19,28 +21,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podroutes.core import forwarding
+from podroutes.core.decision import Decision, DecisionKind
 from podroutes.core.errors import ParseError
-from podroutes.core.forwarding import (
-    DEFAULT_RULES,
-    LOCAL_TABLE,
-    Decision,
-    DecisionKind,
-    Fib,
-    Part,
-    RouteGetAnswer,
-    Rule,
-    RuleAction,
-    agrees,
-    decide,
-    decide_network,
-    parse_route_get,
-    parse_route_get_error,
-    parse_rules,
-    sample_addresses,
-    tables_of,
-)
+from podroutes.core.forwarding import Fib, decide, decide_network, tables_of
 from podroutes.core.iproute import parse_routes
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route
+from podroutes.core.parts import MAX_PARTS, Part, sample_addresses
+from podroutes.core.routeget import (
+    RouteGetAnswer,
+    agrees,
+    parse_route_get,
+    parse_route_get_error,
+)
+from podroutes.core.rules import DEFAULT_RULES, LOCAL_TABLE, Rule, RuleAction, parse_rules
 
 DATA = Path(__file__).parent.parent / "data" / "forwarding"
 SCENARIOS = sorted(p.stem for p in DATA.glob("*.json") if not p.stem.startswith("rules-"))
@@ -529,7 +522,7 @@ def test_more_parts_than_the_cap_leave_the_rest_uncertain() -> None:
              for i in range(0, 65536, 8)]
     f = main_only(Route(n("10.0.0.0/8"), a("192.168.10.3")), *hosts)
     got = f.decide_network(n("10.0.0.0/8"))
-    assert len(got) <= forwarding.MAX_PARTS
+    assert len(got) <= MAX_PARTS
     assert sum(p.network.num_addresses for p in got) == 2**24
     assert any(p.decision.kind is K.UNCERTAIN and "more than" in p.decision.reason
                for p in got)

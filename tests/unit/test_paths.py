@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from podroutes.core.forwarding import DecisionKind
+from podroutes.core.decision import DecisionKind
 from podroutes.core.model import Family, Route
 from podroutes.core.paths import (
     MARK,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from podroutes.agent.conditions import Reason, SyncVerdict
 from podroutes.agent.convergence import Tally, in_sync, owned_routes, phases, restrict, tally
 from podroutes.agent.nodes import ClusterView
+from podroutes.core.decision import DecisionKind
 from podroutes.core.diff import HostDiff
-from podroutes.core.forwarding import DecisionKind
 from podroutes.core.model import MAIN_TABLE, Host, Inventory, IPAddress, IPNetwork
 from podroutes.core.outcome import ChangeOutcome, HostOutcome
 from podroutes.core.paths import PathIssue

@@ -23,20 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import collapse_addresses
 
+from podroutes.core.decision import Decision, DecisionKind
 from podroutes.core.errors import ParseError
-from podroutes.core.forwarding import (
-    DEFAULT_RULES,
-    TABLE_NAMES,
-    Decision,
-    DecisionKind,
-    Fib,
-    RouteGetAnswer,
-    Rule,
-    agrees,
-    parse_route_get,
-    parse_route_get_error,
-    parse_rules,
-)
+from podroutes.core.forwarding import Fib
 from podroutes.core.iproute import parse_routes
 from podroutes.core.model import (
     MAIN_TABLE,
@@ -48,6 +37,13 @@ from podroutes.core.model import (
     Route,
     protocol_name,
 )
+from podroutes.core.routeget import (
+    RouteGetAnswer,
+    agrees,
+    parse_route_get,
+    parse_route_get_error,
+)
+from podroutes.core.rules import DEFAULT_RULES, TABLE_NAMES, Rule, parse_rules
 
 #: Separates the records of :data:`TABLES_SCRIPT`'s output (ASCII record separator).
 MARK = "\x1e"

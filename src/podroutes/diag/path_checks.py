@@ -14,8 +14,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from podroutes.core.decision import DecisionKind
 from podroutes.core.diff import diff
-from podroutes.core.forwarding import DecisionKind
 from podroutes.core.iproute import route_spec, text_of
 from podroutes.core.model import MAIN_TABLE, Family, IPNetwork, Route
 from podroutes.core.outcome import path_issues
