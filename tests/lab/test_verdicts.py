@@ -183,9 +183,7 @@ def test_overridden_ipv6_route_and_policy_table_are_drift(dual_lab: Lab) -> None
     code, report = doctor(lab)
     assert code == 3
     policy = [f for f in report["findings"] if f["kind"] == "route-policy-table"]
-    assert found(policy) == [("route-policy-table", "node-0")]
-    assert {f["host"] for f in report["findings"]} == {"node-0"}
-    # Whatever else doctor says about node-0 (see the xfail test below) is not the fault.
+    assert found(report["findings"]) == [("route-policy-table", "node-0")]
     [finding] = policy
     assert not finding["automatic"]
 
@@ -273,12 +271,6 @@ def test_harmless_foreign_routes_are_not_drift(lab: Lab) -> None:
     assert (snapshot(lab), rules(lab), own_routes(lab)) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "any policy rule beyond the kernel's defaults, even for an unrelated destination, makes "
-    "status exit 3 and doctor report path-uncertain on that host for the other pod CIDR and "
-    "its own ('the route back to the source 10.200.1.1 delivers locally ... martian', fix "
-    "'ip -4 rule del priority None'): core.paths.judge_paths judges pod traffic from the "
-    "bridge's own address (pod CIDR + 1), which no pod sends from"))
 def test_an_unrelated_policy_rule_is_not_drift(lab: Lab) -> None:
     applied(lab)
     lab.sh("node-1", "ip", "rule", "add", "to", "10.77.0.0/16", "lookup", "200", "pref", "200")
@@ -294,3 +286,27 @@ def test_an_unrelated_policy_rule_is_not_drift(lab: Lab) -> None:
     code, fixed = doctor(lab, "--fix")
     assert (code, fixed["fixes"]) == (0, [])
     assert (snapshot(lab), rules(lab), own_routes(lab)) == before
+
+
+def test_doctor_probe_pings_between_bridges_and_agrees_with_the_smoke_matrix(
+        lab: Lab) -> None:
+    applied(lab)
+    code, report = doctor(lab, "--probe")
+    assert code == 0
+    pings = report["probes"]["pings"]
+    assert {(p["host"], p["target_host"], p["answered"]) for p in pings} == {
+        ("node-0", "node-1", True), ("node-1", "node-0", True)}
+    assert "does not prove forwarding" in report["probes"]["proves"]
+
+    lab.sh("node-1", "ip", "route", "del", "10.200.0.0/24")  # the way back is gone
+    code, report = doctor(lab, "--probe")
+    assert code == 3
+    assert {("probe-unanswered", "node-0"), ("probe-unanswered", "node-1"),
+            ("route-missing", "node-1")} == set(found(report["findings"]))
+    assert lab.smoke_failures() != []
+
+    code, fixed = doctor(lab, "--probe", "--fix")
+    assert code == 0, fixed["findings"]
+    assert fixed["worse"] == [] and fixed["remaining"] == []
+    assert all(p["answered"] for p in fixed["probes"]["pings"])
+    assert lab.smoke_failures() == []

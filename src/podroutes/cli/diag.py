@@ -68,15 +68,18 @@ def bridge_option(func: Any) -> Any:
 @click.option("--fix-firewall", is_flag=True,
               help="Add narrow accept rules for pod CIDRs where a firewall drops them "
                    "(never changes a policy).")
+@click.option("--probe", is_flag=True,
+              help="Also ping from each node's bridge address to every other node's "
+                   "(both families): proves the pod CIDR routes both ways, not forwarding.")
 @handle_errors
 def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fix: bool,
-                   fix_firewall: bool, host_options: HostOptions) -> None:
+                   fix_firewall: bool, probe: bool, host_options: HostOptions) -> None:
     """Find every known cause of pods not reaching each other, on every host."""
     reached = reach(host_options, inventory, protocol)
     report = asyncio.run(doctor(reached.transport, plan(reached.inventory), protocol,
                                 bridge=_bridge(bridge), fix=fix, fix_firewall=fix_firewall,
                                 parallel=host_options.parallel, timeout=host_options.timeout,
-                                only=reached.only))
+                                only=reached.only, probe=probe))
     checked = reached.covered  # --local --host NAME: that host only, never the others
     if as_json:
         click.echo(json.dumps(doctor_json(report, checked), indent=2))

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from podroutes.core.model import Inventory
 from podroutes.diag.findings import Finding, FixClass
+from podroutes.diag.probe import PROVES
 from podroutes.diag.trace import Disagreement, KernelAnswer, Trace
 from podroutes.diag.trace_draw import draw
 from podroutes.diag.wire import DoctorReport
@@ -42,10 +43,19 @@ def doctor_json(report: DoctorReport, inventory: Inventory) -> dict[str, Any]:
         else None,
         "fixes": [{"host": x.host, "command": x.command, "status": x.status,
                    "stderr": x.stderr} for x in report.fixes],
+        "probes": None if not _probed(report) else {
+            "proves": PROVES,
+            "pings": [{"host": name, "source": str(p.source), "target": str(p.target),
+                       "target_host": p.target_host, "answered": p.answered}
+                      for name, facts in report.facts.items() for p in facts.probes or ()]},
         "fixed": [finding_json(f) for f in report.fixed],
         "remaining": [finding_json(f) for f in report.remaining],
         "worse": [finding_json(f) for f in report.worse],
     }
+
+
+def _probed(report: DoctorReport) -> bool:
+    return any(f.probes is not None for f in report.facts.values())
 
 
 def _names(names: Sequence[str], limit: int = 12) -> str:
@@ -112,6 +122,11 @@ def print_doctor(out: Console, report: DoctorReport, inventory: Inventory) -> No
     for name, facts in report.facts.items():
         for kind, why in facts.unreadable.items():
             out.print(f"[dim]{name}: {kind} not checked ({why})[/]", markup=True)
+    if _probed(report):
+        pings = [p for f in report.facts.values() for p in f.probes or ()]
+        answered = sum(p.answered for p in pings)
+        out.print(f"probe: {answered} of {len(pings)} pings between bridge addresses "
+                  f"answered. {PROVES[0].upper()}{PROVES[1:]}.", soft_wrap=True)
     if healthy:
         out.print(f"[green]healthy[/]: {_names(healthy)}")
     total = len(report.findings)

@@ -323,12 +323,17 @@ def _classify_own(dst: IPNetwork, decision: Decision, bridge: str | None,
 def _kernel_check(part: IPNetwork, decision: Decision, facts: PathFacts,
                   ) -> tuple[bool, str | None]:
     """(whether every kernel answer inside ``part`` agrees with ``decision``, the first
-    disagreeing answer as text)."""
+    disagreeing answer as text, else the first agreeing one, else ``None``)."""
+    seen = None
     for address, answer in facts.answers.items():
-        if address.version == part.version and address in part and not agrees(decision, answer):
-            return False, f"{address}: {answer}" if isinstance(answer, RouteGetAnswer) \
-                else f"{address}: {answer.value}"
-    return True, None
+        if address.version != part.version or address not in part:
+            continue
+        text = f"{address}: {answer}" if isinstance(answer, RouteGetAnswer) \
+            else f"{address}: {answer.value}"
+        if not agrees(decision, answer):
+            return False, text
+        seen = seen or text
+    return True, seen
 
 
 def judge_paths(host: Host, planned: Sequence[PlannedRoute], main: Sequence[Route],
@@ -356,7 +361,8 @@ def judge_paths(host: Host, planned: Sequence[PlannedRoute], main: Sequence[Rout
         fib = Fib(rules, tables)
         flows: list[tuple[IPAddress | None, str | None, str]] = [(None, None, "")]
         if own and tuple(rules) != DEFAULT_RULES[family]:
-            flows.append((own[0].network_address + 1, bridge or "cni0", " (pod traffic)"))
+            # a pod's address (the first after the bridge's own), as a pod sends from
+            flows.append((own[0].network_address + 2, bridge or "cni0", " (pod traffic)"))
         for src, iif, label in flows:
             for r in wanted:
                 for part in fib.decide_network(r.dst, src=src, iif=iif):

@@ -30,6 +30,7 @@ from podroutes.diag.path_checks import (
     connected_route,
     restore_bridge_route,
 )
+from podroutes.diag.probe import PROVES
 
 
 def _ip(line: str) -> tuple[str, ...]:
@@ -374,10 +375,28 @@ def check_mtu(contexts: Sequence[HostContext]) -> list[Finding]:
     return out
 
 
+def check_probes(ctx: HostContext) -> list[Finding]:
+    """``doctor --probe``: a ping from this node's bridge address to another node's that
+    got no reply (what it proves: :data:`podroutes.diag.probe.PROVES`)."""
+    out = []
+    for p in ctx.facts.probes or ():
+        if p.answered:
+            continue
+        out.append(Finding(
+            FindingKind.PROBE_UNANSWERED, ctx.host.name,
+            f"a ping from {p.source} (this node's bridge) to {p.target} ({p.target_host}'s "
+            f"bridge) got no reply",
+            f"the routes between {ctx.host.name}'s and {p.target_host}'s pod CIDRs do not "
+            f"carry packets both ways, or a firewall on the way drops them; {PROVES}",
+            (f"podroutes trace {p.source} {p.target} --live",),
+            note="run it where you run podroutes; the other findings usually name the cause"))
+    return out
+
+
 HOST_CHECKS: tuple[Callable[[HostContext], list[Finding]], ...] = (
     check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_rp_filter,
     check_routes, check_kernel_paths,
-    check_own_cidr_clash, check_bridge, check_gateways, check_networkd)
+    check_own_cidr_clash, check_bridge, check_gateways, check_networkd, check_probes)
 
 
 def contexts(route_plan: RoutePlan, facts: Mapping[str, HostFacts], protocol: int,

@@ -23,6 +23,7 @@ from podroutes.core.model import Family, IPAddress, IPNetwork, Route
 from podroutes.core.netfiles import FILES_SCRIPT, networkd_in_use, parse_files
 from podroutes.core.paths import PathFacts
 from podroutes.diag.firewall import Ruleset, parse_iptables_save, parse_nft_json
+from podroutes.diag.probe import Probe
 
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -103,6 +104,8 @@ class HostFacts:
     #: Policy rules, the other tables and the kernel's answers for the planned
     #: destinations (:mod:`podroutes.core.paths`); ``None`` when not read.
     paths: PathFacts | None = None
+    #: ``doctor --probe``: pings from this node's bridge address to the others'.
+    probes: tuple[Probe, ...] | None = None
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)

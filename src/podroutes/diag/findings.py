@@ -44,6 +44,7 @@ class FindingKind(enum.StrEnum):
     UNSTABLE_NODE_ADDRESS = "unstable-node-address"
     NETWORKD_FOREIGN_ROUTES = "networkd-foreign-routes"
     MTU_MISMATCH = "mtu-mismatch"
+    PROBE_UNANSWERED = "probe-unanswered"
     PATH_UNCERTAIN = "path-uncertain"
     PATH_MODEL_DISAGREES = "path-model-disagrees"
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from podroutes.core.decision import DecisionKind
 from podroutes.core.diff import diff
 from podroutes.core.iproute import route_spec, text_of
-from podroutes.core.model import MAIN_TABLE, Family, IPNetwork, Route
+from podroutes.core.model import MAIN_TABLE, Family, IPNetwork, Route, protocol_name
 from podroutes.core.outcome import path_issues
 from podroutes.core.paths import PathIssue, PathState
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext
@@ -46,7 +46,8 @@ def connected_metric(family: Family) -> int:
 def delete_command(route: Route) -> str:
     """``ip route del ...`` naming exactly ``route`` (its type, slot, table)."""
     words = [] if route.type == "unicast" else [route.type]
-    words += route_spec(route.dst, route.gateway, route.protocol, route.metric, route.table)
+    words += route_spec(route.dst, route.gateway, None, route.metric, route.table)
+    words += ["proto", protocol_name(route.protocol)]  # as ip prints it, and accepts it
     return "ip route del " + " ".join(shlex.quote(w) for w in words)
 
 
@@ -78,7 +79,8 @@ def restore_bridge_route(ctx: HostContext, cidr: IPNetwork) -> tuple[str, ...] |
 def _fix(issue: PathIssue) -> tuple[str, ...]:
     """What a person runs to give the destination its planned path back."""
     route, decision = issue.route, issue.decision
-    if issue.state is PathState.KERNEL_DISAGREES:
+    if issue.state in (PathState.KERNEL_DISAGREES, PathState.UNCERTAIN) or (
+            route is None and decision.priority is None):
         return (f"ip route get {issue.part.network_address + 1}",)
     if issue.state is PathState.NO_ROUTE:
         return ("podroutes apply",)

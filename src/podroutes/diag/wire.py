@@ -10,7 +10,7 @@ the others. The checks themselves are pure (:mod:`podroutes.diag.checks`). Never
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 
 from podroutes.core.model import Host, Inventory, IPAddress
@@ -19,26 +19,32 @@ from podroutes.core.plan import RoutePlan
 from podroutes.diag.checks import check_all
 from podroutes.diag.facts import FACT_COMMANDS, FactKind, HostFacts, Output, parse_facts
 from podroutes.diag.findings import Finding, FixClass
+from podroutes.diag.probe import parse_probes, probe_commands
 from podroutes.diag.trace import Hop, KernelAnswer, Trace, kernel_query, parse_route_get
 from podroutes.remote.session import Command, ShellSession
 from podroutes.remote.transport import Transport, each_host
 
 
 async def read_facts(session: ShellSession, kinds: Sequence[FactKind] = tuple(FactKind),
-                     probe: Sequence[IPAddress] | None = None) -> HostFacts:
+                     probe: Sequence[IPAddress] | None = None,
+                     pings: tuple[Host, Inventory] | None = None) -> HostFacts:
     """The facts of one host, in one round trip; with ``probe``, also its policy rules,
-    other tables and the kernel's answer (``ip route get``) for those addresses."""
+    other tables and the kernel's answer (``ip route get``) for those addresses; with
+    ``pings`` (the host and its inventory), ``doctor --probe``'s pings."""
     commands = [Command(FACT_COMMANDS[k]) for k in kinds]
-    if probe is not None:
-        commands += [Command(argv, stdin) for argv, stdin in path_commands(probe)]
-    results = await session.run_many(commands)
+    paths = [] if probe is None else [Command(a, i) for a, i in path_commands(probe)]
+    pinging = [] if pings is None else [Command(a) for a in probe_commands(*pings)]
+    results = await session.run_many([*commands, *paths, *pinging])
     facts = parse_facts({k: Output(r.status, r.stdout, r.stderr)
                          for k, r in zip(kinds, results, strict=False)})
-    if probe is None:
-        return facts
-    paths = parse_path_facts(probe, [(r.status, r.stdout, r.stderr)
-                                     for r in results[len(kinds):]])
-    return replace(facts, paths=paths)
+    rest = results[len(kinds):]
+    if probe is not None:
+        facts = replace(facts, paths=parse_path_facts(
+            probe, [(r.status, r.stdout, r.stderr) for r in rest[:len(paths)]]))
+    if pings is not None:
+        facts = replace(facts, probes=tuple(parse_probes(
+            *pings, [r.stdout for r in rest[len(paths):]])))
+    return facts
 
 
 def probe_for(route_plan: RoutePlan, host: Host) -> list[IPAddress]:
@@ -93,14 +99,18 @@ def allowed_fixes(fix: bool, fix_firewall: bool) -> set[FixClass]:
 async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
                  bridge: str = "cni0", fix: bool = False, fix_firewall: bool = False,
                  parallel: int = 32, timeout: float = 30.0,
-                 only: Sequence[str] | None = None) -> DoctorReport:
+                 only: Sequence[str] | None = None, probe: bool = False) -> DoctorReport:
     """Read every host, check, and (``fix``/``fix_firewall``) repair and check again.
     ``only`` names the hosts to read, check and repair (``None``: every host); the whole
     inventory still shapes the plan."""
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
-    facts, errors = await each_host(
-        transport, hosts, lambda s, h: read_facts(s, probe=probe_for(route_plan, h)),
-        parallel, timeout)
+    inventory = route_plan.inventory
+
+    def read(session: ShellSession, host: Host) -> Awaitable[HostFacts]:
+        return read_facts(session, probe=probe_for(route_plan, host),
+                          pings=(host, inventory) if probe else None)
+
+    facts, errors = await each_host(transport, hosts, read, parallel, timeout)
     findings = check_all(route_plan, facts, protocol, bridge)
     report = DoctorReport(findings, errors, facts)
     allowed = allowed_fixes(fix, fix_firewall)
@@ -113,13 +123,16 @@ async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
         return report
 
     async def repair(session: ShellSession, host: Host) -> HostFacts:
-        results = await session.run_many([Command(argv) for argv in todo[host.name]])
-        report.fixes.extend(FixRun(host.name, r.command, r.status, r.stderr.strip())
-                            for r in results)
-        return await read_facts(session, probe=probe_for(route_plan, host))
+        if host.name in todo:
+            results = await session.run_many([Command(argv) for argv in todo[host.name]])
+            report.fixes.extend(FixRun(host.name, r.command, r.status, r.stderr.strip())
+                                for r in results)
+        return await read(session, host)
 
-    fixed, fix_errors = await each_host(
-        transport, [h for h in hosts if h.name in todo], repair, parallel, timeout)
+    # Every changed host is read and judged again. With --probe every probed host is:
+    # a route fixed on one node changes whether the others' pings come back.
+    again = [h for h in hosts if h.name in todo or (probe and h.name in facts)]
+    fixed, fix_errors = await each_host(transport, again, repair, parallel, timeout)
     facts.update(fixed)
     errors.update(fix_errors)
     report.before = findings
