@@ -125,7 +125,8 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
         network = observed_network(
             route_plan, {n: f.routes for n, f in facts.items()},
             {n: f.local_addresses() for n, f in facts.items()}, bridge,
-            forwarding={n: f.forwarding() for n, f in facts.items()}, unread=unread)
+            forwarding={n: f.forwarding() for n, f in facts.items()}, unread=unread,
+            paths={n: f.paths for n, f in facts.items() if f.paths is not None})
     a, b = resolve(network, src, dst)
     result = simulate(network, a, b)
     answers: dict[int, KernelAnswer] = {}

@@ -18,9 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 from podroutes.core.addresses import choose_gateway_address, unfit_reason
 from podroutes.core.diff import Action, RouteState, diff
+from podroutes.core.forwarding import Fib
 from podroutes.core.iproute import batch_line, route_spec
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route, protocol_name
 from podroutes.core.plan import RoutePlan
+from podroutes.core.rules import DEFAULT_RULES
 from podroutes.diag.facts import FORWARDING_SYSCTL, FactKind, HostFacts
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext, runnable
 from podroutes.diag.firewall_checks import check_firewall
@@ -37,19 +39,15 @@ def _ip(line: str) -> tuple[str, ...]:
     return ("ip", *line.split(" "))
 
 
-def lookup(routes: Sequence[Route], dst: IPNetwork) -> Route | None:
-    """The main-table route the kernel would pick for all of ``dst`` (longest prefix that
-    contains it, then the lowest metric)."""
-    best: Route | None = None
-    for r in routes:
-        if r.table != MAIN_TABLE or r.dst.version != dst.version:
-            continue
-        if not dst.subnet_of(r.dst):  # type: ignore[arg-type]
-            continue
-        if best is None or (r.dst.prefixlen, -r.effective_metric) > (
-                best.dst.prefixlen, -best.effective_metric):
-            best = r
-    return best
+def route_to(ctx: HostContext, address: IPAddress) -> Route | None:
+    """The route the host's kernel uses for a packet it sends to ``address``: the model
+    of :mod:`podroutes.core.forwarding` over its rules and every table read."""
+    family = Family.of(address)
+    paths = ctx.facts.paths
+    tables: dict[int, Sequence[Route]] = dict(paths.tables.get(family, {})) if paths else {}
+    tables[MAIN_TABLE] = [r for r in ctx.facts.routes if r.family is family]
+    rules = paths.rules.get(family, DEFAULT_RULES[family]) if paths else DEFAULT_RULES[family]
+    return Fib(rules, tables).decide(address).route
 
 
 def check_forwarding(ctx: HostContext) -> list[Finding]:
@@ -132,7 +130,7 @@ def check_rp_filter(ctx: HostContext) -> list[Finding]:
         cidr = other.pod_cidr(Family.V4)
         if other.name == ctx.host.name or cidr is None:
             continue
-        back = lookup(ctx.facts.routes, cidr)
+        back = route_to(ctx, cidr.network_address + 2)  # a pod of that node
         if back is not None and back.type == "unicast" and back.dev and back.dev != node.name:
             asymmetric.append(f"{cidr} ({other.name}'s pods) leaves by {back.dev}")
     if not asymmetric:

@@ -18,15 +18,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 
+from podroutes.core.decision import Decision, DecisionKind
 from podroutes.core.errors import UsageError
+from podroutes.core.forwarding import Fib
 from podroutes.core.iproute import IFNAME_RE
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route
+from podroutes.core.paths import PathFacts
 from podroutes.core.plan import RoutePlan
+from podroutes.core.rules import DEFAULT_RULES, Rule
 from podroutes.diag.facts import FORWARDING_SYSCTL
 
 HOP_LIMIT = 64
 _KERNEL = 2  # proto kernel: connected routes
 _DROP_TYPES = {"blackhole", "unreachable", "prohibit", "throw"}
+_DROPS = {DecisionKind.BLACKHOLE, DecisionKind.UNREACHABLE, DecisionKind.PROHIBIT}
 
 
 class Outcome(enum.StrEnum):
@@ -36,6 +41,8 @@ class Outcome(enum.StrEnum):
     FORWARDING_OFF = "dropped: forwarding off"
     LOOPED = "looped"
     LEFT_CLUSTER = "left the cluster"
+    #: The model cannot tell which way the kernel sends it (a rule on firewall marks...).
+    UNCERTAIN = "uncertain: the kernel may route it more than one way"
     #: The path reaches a host whose table could not be read: nothing is claimed past it.
     UNKNOWN = "unknown: a host on the path was not read"
 
@@ -66,6 +73,17 @@ class TraceHost:
     forwarding: Mapping[Family, bool] = field(default_factory=dict)
     #: Why this host's table is unknown (unreachable, not selected); ``None``: it is known.
     unread: str | None = None
+    #: Policy rules per family (none: the kernel's defaults) and the tables other than
+    #: main they look up, as read from the host.
+    rules: Mapping[Family, Sequence[Rule]] = field(default_factory=dict)
+    tables: Mapping[Family, Mapping[int, Sequence[Route]]] = field(default_factory=dict)
+
+    def fib(self, family: Family) -> Fib:
+        """This host's forwarding decision for one family: its rules and every table."""
+        tables: dict[int, Sequence[Route]] = dict(self.tables.get(family, {}))
+        tables[MAIN_TABLE] = [r for r in self.routes
+                              if r.family is family and r.table == MAIN_TABLE]
+        return Fib(self.rules.get(family, DEFAULT_RULES[family]), tables)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +166,20 @@ def observed_network(route_plan: RoutePlan, tables: Mapping[str, Sequence[Route]
                      local: Mapping[str, Mapping[IPAddress, str]],
                      bridge: str = "cni0", *,
                      forwarding: Mapping[str, Mapping[Family, bool]] | None = None,
-                     unread: Mapping[str, str] | None = None) -> Network:
-    """Each host's real main table, addresses and forwarding, as read from it. A host
-    without a table is ``unread`` (with the reason given, or "not read")."""
-    hosts = tuple(TraceHost(h.name, h.addresses, h.pod_cidrs, tuple(tables.get(h.name, ())),
-                            dict(local.get(h.name, {})), bridge,
-                            dict((forwarding or {}).get(h.name, {})),
-                            None if h.name in tables else (unread or {}).get(h.name, "not read"))
-                  for h in route_plan.inventory)
-    return Network(hosts, "observed")
+                     unread: Mapping[str, str] | None = None,
+                     paths: Mapping[str, PathFacts] | None = None) -> Network:
+    """Each host's real main table, addresses and forwarding, as read from it, with its
+    policy rules and other tables (``paths``). A host without a table is ``unread``
+    (with the reason given, or "not read")."""
+    hosts = []
+    for h in route_plan.inventory:
+        seen = (paths or {}).get(h.name)
+        hosts.append(TraceHost(
+            h.name, h.addresses, h.pod_cidrs, tuple(tables.get(h.name, ())),
+            dict(local.get(h.name, {})), bridge, dict((forwarding or {}).get(h.name, {})),
+            None if h.name in tables else (unread or {}).get(h.name, "not read"),
+            dict(seen.rules) if seen else {}, dict(seen.tables) if seen else {}))
+    return Network(tuple(hosts), "observed")
 
 
 def _endpoint(network: Network, text: str, family: Family | None) -> Endpoint | str:
@@ -214,16 +237,14 @@ def resolve(network: Network, src: str, dst: str) -> tuple[Endpoint, Endpoint]:
     return first, second
 
 
-def lookup(host: TraceHost, dst: IPAddress) -> Route | None:
-    """Longest-prefix match in the main table, then the lowest metric."""
-    best: Route | None = None
-    for r in host.routes:
-        if r.table != MAIN_TABLE or r.dst.version != dst.version or dst not in r.dst:
-            continue
-        if best is None or (r.dst.prefixlen, -r.effective_metric) > (
-                best.dst.prefixlen, -best.effective_metric):
-            best = r
-    return best
+def decide(host: TraceHost, dst: IPAddress, src: IPAddress, arrived: str | None) -> Decision:
+    """What ``host``'s kernel does with the packet: the model of
+    :mod:`podroutes.core.forwarding` over its rules and tables, for a packet the host
+    sends itself (``arrived`` None) or one forwarded in from ``arrived``."""
+    fib = host.fib(Family.of(dst))
+    if arrived is None:
+        return fib.decide(dst)
+    return fib.decide(dst, src=src, iif=arrived)
 
 
 def simulate(network: Network, src: Endpoint, dst: Endpoint,
@@ -257,14 +278,25 @@ def simulate(network: Network, src: Endpoint, dst: Endpoint,
             hops.append(Hop(here.name, arrived, None, note=f"{sysctl} = 0"))
             return end(Outcome.FORWARDING_OFF, f"dropped at {here.name}: forwarding off "
                        f"({sysctl} = 0), so it does not pass packets on")
-        route = lookup(here, dst.address)
-        if route is None:
+        decision = decide(here, dst.address, src.address, arrived)
+        if decision.kind is DecisionKind.UNCERTAIN:
+            hops.append(Hop(here.name, arrived, decision.route, note=decision.reason))
+            return end(Outcome.UNCERTAIN, f"{here.name}'s kernel may route it more than one "
+                       f"way: {decision.reason}")
+        route = decision.route
+        if decision.kind is DecisionKind.NO_ROUTE:
             hops.append(Hop(here.name, arrived, None, note="no route matches"))
             return end(Outcome.NO_ROUTE, f"{here.name} has no route to {dst.address} "
                        f"(and no default route)")
-        if route.type in _DROP_TYPES:
-            hops.append(Hop(here.name, arrived, route, note=f"{route.type} route"))
-            return end(Outcome.BLACKHOLE, f"{here.name} drops it: {route.type} {route.dst}")
+        if decision.kind in _DROPS or route is None:
+            what = (f"{route.type} {route.dst}" if route is not None else
+                    f"policy rule {decision.priority} ({decision.kind.value})")
+            hops.append(Hop(here.name, arrived, route, note=f"dropped: {what}"))
+            return end(Outcome.BLACKHOLE, f"{here.name} drops it: {what}")
+        if decision.kind is DecisionKind.LOCAL:
+            hops.append(Hop(here.name, arrived, route, note=f"{dst.address} is local"))
+            return end(Outcome.DELIVERED, f"{dst.address} is delivered to {here.name} itself "
+                       f"({route.type} route)")
         gateway = route.gateway or (route.nexthops[0] if route.nexthops else None)
         note = "multipath: the first nexthop is shown" if route.nexthops else ""
         if gateway is None:  # on-link: the destination itself is the next hop
