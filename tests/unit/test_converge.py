@@ -426,3 +426,17 @@ def test_a_foreign_conflicting_route_is_replaced_with_force() -> None:
     assert verdicts(outcome) == [(Action.OVERRIDE, "10.200.1.0/24", APPLIED, "")]
     assert outcome.converged
     assert fake.routes() == [("10.200.1.0/24", "192.168.10.102", "147"), (LAN, None, "kernel")]
+
+
+def test_a_host_failure_keeps_its_type_up_to_the_cli() -> None:
+    """The outcome carries the exception (a HostCommandError, a TransportError for a
+    timeout), not only its text: the CLI's JSON names the type."""
+    from podroutes.cli.apply_output import outcome_json
+    from podroutes.core.errors import HostCommandError
+
+    transport = FakeTransport({"server": FakeHost(lan(), lock="held"),
+                               "node-0": FakeHost(lan()), "node-1": FakeHost(lan())})
+    outcome = run(transport)["server"]
+    assert isinstance(outcome.failure, HostCommandError)
+    assert outcome.error is not None and not outcome.error.startswith(outcome.host.name)
+    assert outcome_json(outcome)["error_type"] == "HostCommandError"

@@ -49,6 +49,7 @@ def outcome_json(o: HostOutcome) -> dict[str, Any]:
         "host": o.host.name,
         "converged": o.converged,
         "error": o.error,
+        "error_type": type(o.failure).__name__ if o.failure is not None else None,
         "applied": o.applied,
         "before": diff_json(o.before),
         "after": diff_json(o.after),

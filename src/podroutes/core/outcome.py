@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from podroutes.core.diff import Action, Change, HostDiff, RouteState
+from podroutes.core.errors import PodroutesError
 from podroutes.core.model import Host, IPNetwork, PlannedRoute, Route
 from podroutes.core.paths import PathFacts, PathIssue, judge_paths
 
@@ -45,12 +46,13 @@ class ChangeResult:
 @dataclass(slots=True)
 class HostOutcome:
     """What happened on one host. ``before`` is the diff that was (or would be) applied;
-    ``after`` the diff of the table read back; ``error`` a transport or command failure."""
+    ``after`` the diff of the table read back; ``failure`` the transport or command
+    error that stopped the host, with its type (``error`` is its message)."""
 
     host: Host
     before: HostDiff | None = None
     after: HostDiff | None = None
-    error: str | None = None
+    failure: PodroutesError | None = None
     results: list[ChangeResult] = field(default_factory=list)
     applied: bool = False
     #: How the kernel's path differs from the plan, for destinations whose own entry is
@@ -64,6 +66,13 @@ class HostOutcome:
         return (f"HostOutcome(host={self.host.name!r}, before={self.before!r}, "
                 f"after={self.after!r}, error={self.error!r}, applied={self.applied}, "
                 f"<{len(self.results)} results>)")
+
+    @property
+    def error(self) -> str | None:
+        """The failure's message without the host's name (the output names the host)."""
+        if self.failure is None:
+            return None
+        return str(self.failure).removeprefix(f"{self.host.name}: ")
 
     @property
     def converged(self) -> bool:

@@ -27,7 +27,7 @@ import gc
 from collections.abc import Callable, Sequence
 
 from podroutes.core.diff import diff
-from podroutes.core.errors import HostCommandError, PodroutesError
+from podroutes.core.errors import HostCommandError, PodroutesError, TransportError
 from podroutes.core.iproute import NOTHING_KNOWN, Known, read_routes_argv
 from podroutes.core.model import (
     MAIN_TABLE,
@@ -274,10 +274,11 @@ async def run_hosts(
                         write=write, lock_wait=lock_wait, cache=cache, judge=judge,
                         confirm=confirm)
             except TimeoutError:
-                outcome = HostOutcome(host, error=f"timed out after {timeout:g}s (--timeout): "
-                                                  "the host or its sshd hangs")
+                outcome = HostOutcome(host, failure=TransportError(
+                    host.name, f"timed out after {timeout:g}s (--timeout): the host or its "
+                               "sshd hangs"))
             except PodroutesError as exc:
-                outcome = HostOutcome(host, error=str(exc).removeprefix(f"{host.name}: "))
+                outcome = HostOutcome(host, failure=exc)
             track[host.name] = HostState.DONE
             if on_done is not None:
                 on_done(outcome)
