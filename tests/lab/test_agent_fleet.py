@@ -394,7 +394,10 @@ def test_an_agent_restarted_after_downtime_prunes_stale_owned_routes(cluster: Fl
 
     agent = cluster.start("node-2")
     cluster.converge(remaining)
-    assert agent.metric("podroutes_routes_removed_total") == 2  # both, at start-up
+    # The table is right before the reconcile that made it so has been counted: wait for
+    # the count rather than read it the moment the routes are gone.
+    wait_until(lambda: agent.metric("podroutes_routes_removed_total") == 2, WAIT,
+               message="both stale routes counted as removed, at start-up")
     assert agent.metric("podroutes_syncs_total", 'trigger="start"') == 1
     cluster.foreign_untouched()
 
