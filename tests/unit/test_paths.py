@@ -100,7 +100,7 @@ def test_a_rule_sending_pod_traffic_to_another_table() -> None:
         f"{MARK}T 4 100\n" + json.dumps([
             {"dst": "10.200.1.0/24", "gateway": "192.168.10.50", "dev": "eth0",
              "protocol": "boot", "flags": []}]) + f"\n{MARK}E\n")
-    rules, tables = parse_tables(text)
+    rules, tables, _ = parse_tables(text)
     facts = PathFacts(rules, tables)
     issues = judge_paths(NODE0, PLANNED0, HEALTHY, facts, "cni0")
     assert [(i.state, i.decision.priority, i.decision.table) for i in issues] == [
@@ -183,6 +183,16 @@ def test_named_tables_come_from_rt_tables() -> None:
     text = (f"{MARK}N\n200\tpods\n{MARK}R 4\n[]\n{MARK}T 4 pods\n"
             '[{"dst":"10.200.1.0/24","gateway":"192.168.10.9","dev":"eth0","flags":[]}]\n'
             f"{MARK}E\n")
-    _, tables = parse_tables(text)
+    _, tables, _ = parse_tables(text)
     assert list(tables[Family.V4]) == [200]
     assert tables[Family.V4][200][0].table == 200
+
+
+def test_rules_that_cannot_be_read_keep_the_kernels_defaults_and_say_so() -> None:
+    text = f"{MARK}U 6\nRTNETLINK answers: Address family not supported by protocol\n{MARK}E\n"
+    rules, _, unread = parse_tables(text)
+    assert rules == {} and unread == [
+        "IPv6 rules: RTNETLINK answers: Address family not supported by protocol"]
+    facts = parse_path_facts([], [(0, text, "")])
+    assert facts.unreadable == tuple(unread)
+    assert judge(HEALTHY, facts) == []  # judged with the default rules, not with none

@@ -139,8 +139,9 @@ def test_a_host_that_does_not_forward_drops_what_passes_through(kthw: RoutePlan)
     t = run(network, "10.200.0.2", "10.200.1.2")  # node-1 must forward eth0 -> cni0
     assert t.outcome is Outcome.FORWARDING_OFF
     assert "dropped at node-1: forwarding off (net.ipv4.ip_forward = 0)" in t.reason
-    # its own traffic and what is addressed to it still work
+    # its own traffic, what is addressed to it, and its pods among themselves still work
     assert run(network, "node-1", "10.200.1.2").outcome is Outcome.DELIVERED
+    assert run(network, "10.200.1.2", "10.200.1.3").outcome is Outcome.DELIVERED
     assert run(network, "10.200.0.2", "192.168.10.102").outcome is Outcome.DELIVERED
     # the kernel's answer for that hop is an error, as the simulation expects
     assert compare(t.hops[-1], parse_route_get(2, "", "RTNETLINK answers: Network is "

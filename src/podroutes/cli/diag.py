@@ -64,7 +64,8 @@ def bridge_option(func: Any) -> Any:
 @ssh_options
 @bridge_option
 @click.option("--fix", is_flag=True,
-              help="Apply the safe fixes: forwarding on, missing routes, own-CIDR clashes.")
+              help="Apply the safe fixes: forwarding on, missing routes, the bridge route "
+                   "of the node's own pod CIDR (own-CIDR clashes); then re-read and re-judge.")
 @click.option("--fix-firewall", is_flag=True,
               help="Add narrow accept rules for pod CIDRs where a firewall drops them "
                    "(never changes a policy).")

@@ -57,9 +57,9 @@ for f in /etc/iproute2/rt_tables /usr/share/iproute2/rt_tables /usr/lib/iproute2
   [ -f "$f" ] && printf '\036N\n' && cat "$f"
 done
 for v in 4 6; do
-  printf '\036R %s\n' "$v"
-  out=$(ip -j -$v rule show 2>/dev/null) || out='[]'
-  printf '%s\n' "$out"
+  # rules that cannot be read (IPv6 off, an ip without -j rule) are said so, not "none"
+  if out=$(ip -j -$v rule show 2>&1); then printf '\036R %s\n%s\n' "$v" "$out"
+  else printf '\036U %s\n%s\n' "$v" "$out"; continue; fi
   for t in $(ip -$v rule show 2>/dev/null | sed -n 's/.* lookup \([^ ]*\).*/\1/p' | sort -u); do
     [ "$t" = main ] || [ "$t" = 254 ] && continue
     printf '\036T %s %s\n' "$v" "$t"
@@ -174,27 +174,34 @@ def _rt_tables(text: str) -> dict[str, int]:
 
 
 def parse_tables(text: str) -> tuple[dict[Family, tuple[Rule, ...]],
-                                     dict[Family, dict[int, list[Route]]]]:
-    """:data:`TABLES_SCRIPT`'s output: rules and the named tables, per family."""
+                                     dict[Family, dict[int, list[Route]]], list[str]]:
+    """:data:`TABLES_SCRIPT`'s output: rules and the named tables per family, and what
+    could not be read (a family whose rules are unread keeps the kernel's defaults)."""
     records = text.split(MARK)[1:]
     names = _rt_tables("\n".join(r[2:] for r in records if r.startswith("N\n")))
     rules: dict[Family, tuple[Rule, ...]] = {}
     tables: dict[Family, dict[int, list[Route]]] = {}
+    unread: list[str] = []
     for record in records:
         header, _, body = record.partition("\n")
         words = header.split()
-        if not words or words[0] not in ("R", "T") or len(words) < 2:
+        if not words or words[0] not in ("R", "T", "U") or len(words) < 2:
             continue
         family = Family.V4 if words[1] == "4" else Family.V6
+        if words[0] == "U":
+            unread.append(f"IPv{family.value} rules: {body.strip()[:120] or 'not readable'}")
+            continue
         if words[0] == "R":
-            rules[family] = tuple(parse_rules(body, family, names))
+            parsed = tuple(parse_rules(body, family, names))
+            if parsed:  # the kernel always has rule 0: none read means nothing learnt
+                rules[family] = parsed
             continue
         name = words[2] if len(words) > 2 else ""
         number = names.get(name) if not name.isdigit() else int(name)
         if number is None:
             raise ParseError(f"table {name!r} is named by a rule but in no rt_tables file")
         tables.setdefault(family, {})[number] = parse_routes(body, family, number)
-    return rules, tables
+    return rules, tables, unread
 
 
 def parse_gets(addresses: Sequence[IPAddress], stdout: str, stderr: str,
@@ -230,7 +237,8 @@ def parse_path_facts(addresses: Sequence[IPAddress],
     rules: dict[Family, tuple[Rule, ...]] = {}
     others: dict[Family, dict[int, list[Route]]] = {}
     try:
-        rules, others = parse_tables(outputs[0][1])
+        rules, others, unread = parse_tables(outputs[0][1])
+        unreadable += unread
     except ParseError as exc:
         unreadable.append(f"rules and tables: {exc}")
     answers: dict[IPAddress, RouteGetAnswer | DecisionKind] = {}

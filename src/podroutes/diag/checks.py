@@ -5,9 +5,10 @@ Pure. :func:`check_all` runs every per-host check on each host's
 returns :class:`~podroutes.diag.findings.Finding` values in inventory order. The firewall
 checks live in :mod:`podroutes.diag.firewall_checks`. Called by :mod:`podroutes.diag.wire`.
 
-Nothing here reports a route podroutes has no business with: only the plan's
-destinations, podroutes' own (by protocol number) stale routes, and routes inside the
-host's own pod CIDR are judged.
+A route or rule podroutes does not own is reported only when the kernel's decision for a
+planned destination or the host's own pod CIDR goes through it (:mod:`.path_checks`),
+besides podroutes' own stale routes and routes inside the host's own pod CIDR; unrelated
+routes and rules are left alone.
 """
 
 from __future__ import annotations

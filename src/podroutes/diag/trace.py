@@ -271,14 +271,17 @@ def simulate(network: Network, src: Endpoint, dst: Endpoint,
             hops.append(Hop(here.name, arrived, None, note=f"{dst.address} is local"))
             return end(Outcome.DELIVERED, f"{dst.address} is an address of {here.name}")
         family = Family.of(dst.address)
-        if arrived is not None and not here.forwarding.get(family, True):
+        decision = decide(here, dst.address, src.address, arrived)
+        bridged = (decision.kind is DecisionKind.CONNECTED and decision.route is not None
+                   and arrived is not None and decision.route.dev == arrived)
+        if arrived is not None and not bridged and not here.forwarding.get(family, True):
             # The packet came from a pod or another host and is not for this host: the
-            # kernel drops it unless it forwards this family.
+            # kernel drops it unless it forwards this family (a pod's packet for a pod on
+            # the same bridge is switched there, never routed).
             sysctl = FORWARDING_SYSCTL[family]
             hops.append(Hop(here.name, arrived, None, note=f"{sysctl} = 0"))
             return end(Outcome.FORWARDING_OFF, f"dropped at {here.name}: forwarding off "
                        f"({sysctl} = 0), so it does not pass packets on")
-        decision = decide(here, dst.address, src.address, arrived)
         if decision.kind is DecisionKind.UNCERTAIN:
             hops.append(Hop(here.name, arrived, decision.route, note=decision.reason))
             return end(Outcome.UNCERTAIN, f"{here.name}'s kernel may route it more than one "
