@@ -218,7 +218,7 @@ def test_local_apply_on_the_host_itself(lab: Lab) -> None:
             "apply", "--local", "--host", "node-0", "-i", str(lab.machines_txt)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1/1 hosts converged" in done.stdout
+    assert "1/1 host converged, 1 change sent" in done.stdout
     route = lab.route("node-0", "10.200.1.0/24")
     assert route is not None and route.protocol == PROTO
     assert lab.route("server", "10.200.0.0/24") is None  # no other host was touched

@@ -167,7 +167,7 @@ def test_doctor_local_host_human_report_counts_only_that_host(
     assert "node-0 (192.168.10.101): 1 finding" in result.output
     assert "node-1 (" not in result.output and "server" not in result.output
     assert "healthy" not in result.output  # node-1 and server were not checked
-    assert "1 hosts: 1 finding on 1 host" in result.output
+    assert "1 host: 1 finding on 1 host" in result.output
     assert set(fake_local.opened) == {"node-0"}
 
 

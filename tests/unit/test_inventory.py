@@ -185,7 +185,7 @@ def test_yaml_problems_on_stdin_name_stdin() -> None:
     [
         ("fqdn: server.kubernetes.local", "fqdn: server..local", 3, "fqdn", "domain name"),
         ("ipv4: 192.168.10.100", "ipv4: 192.168.10", 4, "ipv4", "not an IPv4 or IPv6"),
-        ("name: node-0", "name: Node-0", 5, "name", "'Node-0' is not"),
+        ("name: node-0", "name: Node-0", 5, "name", "'Node-0' must be lowercase"),
         ("ipv6: fd00:10::101", "ipv6: 192.168.10.9", 7, "ipv6", "is an IPv4 address"),
         ("fd00:200::/64]", "fd00:200::1/64]", 8, "pod_cidrs", "did you mean fd00:200::/64"),
         ("user: admin", "user: 'root;id'", 9, "ssh.user", "not a valid user name"),
@@ -279,3 +279,22 @@ def test_zone_indexes_are_rejected_in_node_addresses_and_pod_cidrs(text: str, fi
     [p] = problems(text)
     assert (p.line, p.field) == (1, field)
     assert "has a zone index" in p.message
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("Node-0", "'Node-0' must be lowercase (Kubernetes node names are)"),
+    ("a" * 64, "has a label longer than 63 characters"),
+    ("-node", "has a label that starts or ends with '-'"),
+    ("node-0.example", "is a host name: one label, no '.'"),
+    ("node_0", "is not an RFC 1123 host name (lowercase letters, digits, '-')"),
+])
+def test_a_bad_host_name_says_what_is_wrong(name: str, says: str) -> None:
+    [p] = problems(f"192.168.10.101 n0.local {name}\n")
+    assert p.field == "HOSTNAME" and says in p.message
+
+
+def test_a_machines_txt_with_a_byte_order_mark_is_read() -> None:
+    """Notepad and some editors start UTF-8 files with U+FEFF; YAML already ignored it."""
+    inv = load("\ufeff192.168.10.100 server.k server\n192.168.10.101 n0.k node-0 "
+               "10.200.0.0/24\n", "machines.txt")
+    assert [h.name for h in inv] == ["server", "node-0"]

@@ -296,3 +296,22 @@ def test_a_big_diff_and_outcome_repr_short() -> None:
     assert repr(d) == "HostDiff(<3000 changes>, <3000 statuses>)"
     host = Host(name="node-0", addresses=(ip_address("192.168.0.1"),))
     assert len(repr(HostOutcome(host, before=d, after=d))) < 200
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None:
+    """``podroutes plan --format json | head -c 10``: exit 141 (as Unix tools do after
+    SIGPIPE), no traceback, no message."""
+    import subprocess
+    import sys
+
+    machines = tmp_path / "machines.txt"
+    machines.write_text("".join(f"192.168.{i // 200}.{i % 200 + 1} n{i}.k node-{i} "
+                                f"10.{i // 250}.{i % 250}.0/24\n" for i in range(300)))
+    plan_cmd = subprocess.Popen([sys.executable, "-m", "podroutes", "plan", "-i",
+                                 str(machines), "--format", "json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert plan_cmd.stdout is not None and plan_cmd.stderr is not None
+    assert plan_cmd.stdout.read(10) == b'{"inventor'
+    plan_cmd.stdout.close()  # the reader is gone
+    assert plan_cmd.wait(timeout=60) == 141
+    assert plan_cmd.stderr.read() == b""

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from podroutes.cli.options import counted
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
@@ -130,9 +131,11 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
     _print_conflicts(out, outcomes)
     ok = sum(1 for o in outcomes if o.converged)
     if total_changes == 0 and ok == len(outcomes):
-        out.print(f"[green]no changes[/]: all {ok} hosts were already converged")
+        out.print(f"[green]no changes[/]: all {counted(ok, 'host')} "
+                  f"{'was' if ok == 1 else 'were'} already converged")
     else:
-        out.print(f"{ok}/{len(outcomes)} hosts converged, {total_changes} changes sent")
+        out.print(f"{ok}/{counted(len(outcomes), 'host')} converged, "
+                  f"{counted(total_changes, 'change')} sent")
 
 
 def _print_conflicts(out: Console, outcomes: list[HostOutcome]) -> None:
@@ -177,4 +180,4 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
     if not drift and not down:
         out.print(f"[green]in sync[/]: all {len(outcomes)} hosts match the plan")
     else:
-        out.print(f"{drift} hosts drifted, {down} unreachable, of {len(outcomes)}")
+        out.print(f"{counted(drift, 'host')} drifted, {down} unreachable, of {len(outcomes)}")

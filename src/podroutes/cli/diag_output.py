@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from podroutes.cli.options import counted
 from podroutes.core.model import Inventory
 from podroutes.diag.findings import Finding, FixClass
 from podroutes.diag.probe import PROVES
@@ -131,8 +132,8 @@ def print_doctor(out: Console, report: DoctorReport, inventory: Inventory) -> No
         out.print(f"[green]healthy[/]: {_names(healthy)}")
     total = len(report.findings)
     fixable = sum(1 for f in report.findings if f.automatic)
-    out.print(f"{len(inventory.hosts)} hosts: {total} finding{'s' * (total != 1)} on "
-              f"{len(by_host)} host{'s' * (len(by_host) != 1)}"
+    out.print(f"{counted(len(inventory.hosts), 'host')}: {counted(total, 'finding')} on "
+              f"{counted(len(by_host), 'host')}"
               + (f", {fixable} with an automatic fix" if fixable else "")
               + (f", {len(report.errors)} not reachable" if report.errors else ""))
 

@@ -41,6 +41,11 @@ def report_interrupt(states: dict[str, HostState]) -> None:
             err.print(f"  {state} ({len(names)}): {', '.join(names)}", soft_wrap=True)
 
 
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """``1 host``, ``3 hosts``, ``1 change``: the count and the word in agreement."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
 def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 

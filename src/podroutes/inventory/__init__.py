@@ -29,7 +29,10 @@ def looks_like_yaml(text: str, source: str) -> bool:
 
 
 def load(text: str, source: str) -> Inventory:
-    """Parse and validate an inventory; raise :class:`InventoryError` with every problem."""
+    """Parse and validate an inventory; raise :class:`InventoryError` with every problem.
+    A UTF-8 byte-order mark at the start (some Windows editors write one) is ignored, as
+    the YAML parser ignores it."""
+    text = text.removeprefix("\ufeff")
     if looks_like_yaml(text, source):
         from podroutes.inventory.yamlfile import parse_yaml  # PyYAML loads only for YAML files
 

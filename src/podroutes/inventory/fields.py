@@ -62,9 +62,29 @@ class Collector:
     def name(self, text: str, line: int, field: str, pattern: re.Pattern[str]) -> str | None:
         if pattern.match(text):
             return text
-        what = "an RFC 1123 host name" if pattern is HOSTNAME_RE else "an RFC 1123 domain name"
-        self.add(line, field, f"{shown(text)} is not {what} (letters, digits, '-', '.')")
+        self.add(line, field, f"{shown(text)} {_name_problem(text, pattern is HOSTNAME_RE)}")
         return None
+
+
+def _name_problem(text: str, host: bool) -> str:
+    """What is wrong with a name, in the words a person fixes it by."""
+    labels = [text] if host else text.rstrip(".").split(".")
+    if text != text.lower() and pattern_ok(text.lower(), host):
+        return "must be lowercase (Kubernetes node names are)"
+    if any(len(label) > 63 for label in labels):
+        return "has a label longer than 63 characters"
+    if not host and len(text) > 253:
+        return "is longer than 253 characters"
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        return "has a label that starts or ends with '-'"
+    if host and "." in text:
+        return "is a host name: one label, no '.' (the FQDN column takes the domain)"
+    what = "an RFC 1123 host name" if host else "an RFC 1123 domain name"
+    return f"is not {what} (lowercase letters, digits, '-'{'' if host else ', and .'})"
+
+
+def pattern_ok(text: str, host: bool) -> bool:
+    return bool((HOSTNAME_RE if host else FQDN_RE).match(text))
 
 
 def shown(text: str) -> str:
