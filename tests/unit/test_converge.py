@@ -440,3 +440,26 @@ def test_a_host_failure_keeps_its_type_up_to_the_cli() -> None:
     assert isinstance(outcome.failure, HostCommandError)
     assert outcome.error is not None and not outcome.error.startswith(outcome.host.name)
     assert outcome_json(outcome)["error_type"] == "HostCommandError"
+
+
+def test_a_dry_run_ends_as_the_real_run_would() -> None:
+    """A dry run sends nothing, but says what the real run would withhold, and the CLI
+    exits 1 for it (a withheld change or a conflict kept without --force), 0 otherwise."""
+    from podroutes.cli.main import _would_fail
+
+    offlink = FakeHost([connected("192.168.10.100/31")])
+    dry = converge(offlink, "server", dry_run=True)
+    assert offlink.batches() == [] and not dry.applied
+    assert [(str(r.change.dst), r.outcome) for r in dry.results] == [
+        ("10.200.1.0/24", WITHHELD)]
+    assert _would_fail(dry, dry_run=True, force=False)
+
+    conflict = converge(FakeHost(lan(via("10.200.1.0/24", "192.168.10.99", protocol=4))),
+                        dry_run=True)
+    assert _would_fail(conflict, dry_run=True, force=False)
+    forced = converge(FakeHost(lan(via("10.200.1.0/24", "192.168.10.99", protocol=4))),
+                      dry_run=True, force=True)
+    assert not _would_fail(forced, dry_run=True, force=True)
+    clean = converge(FakeHost(lan()), dry_run=True)
+    assert clean.before is not None and clean.before.changes and clean.results == []
+    assert not _would_fail(clean, dry_run=True, force=False)

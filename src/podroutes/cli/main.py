@@ -188,8 +188,18 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
                               indent=2))
     else:
         print_apply(console(), outcomes, dry_run)
-    failed = any(o.error or (not dry_run and not o.converged) for o in outcomes)
-    sys.exit(ExitStatus.FAILED if failed else ExitStatus.OK)
+    sys.exit(ExitStatus.FAILED if any(_would_fail(o, dry_run, force) for o in outcomes)
+             else ExitStatus.OK)
+
+
+def _would_fail(o: HostOutcome, dry_run: bool, force: bool) -> bool:
+    """Whether apply fails on this host; a dry run answers for the real run: a conflict
+    kept (no --force) or a change withheld (gateway off-link) leaves the host unconverged."""
+    if o.error:
+        return True
+    if not dry_run:
+        return not o.converged
+    return bool(o.results) or bool(o.before and o.before.conflicts and not force)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,8 @@ from podroutes.core.model import (
     Route,
 )
 from podroutes.core.outcome import (
+    ChangeOutcome,
+    ChangeResult,
     HostOutcome,
     HostState,
     OnLink,
@@ -194,11 +196,15 @@ async def _converge(
         if path_facts is not None:
             outcome.paths = tuple(path_issues(host, desired, observed, path_facts, before))
             outcome.path_notes = path_facts.unreadable
-        if not writing or not before.changes:
+        if not write or not before.changes:
             return outcome
         on_link = OnLink(connected_networks(observed))
         withheld = {i: why for i, c in enumerate(before.changes)
                     if (why := on_link.reason(c, host.name)) is not None}
+        if dry_run:  # what the real run would withhold, so a dry run ends as it would
+            outcome.results = [ChangeResult(before.changes[i], ChangeOutcome.WITHHELD, why)
+                               for i, why in withheld.items()]
+            return outcome
         sent = [c for i, c in enumerate(before.changes) if i not in withheld]
         failed: dict[int, str] = {}
         after = observed
