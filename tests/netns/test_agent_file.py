@@ -95,7 +95,10 @@ def test_deletes_go_before_adds_when_cidrs_move(
     events = _lines(monitor_log, "10.200.2.0/24", "10.200.2.0/23")
     assert "Deleted" in events[0] and "10.200.2.0/24" in events[0], events
     assert "10.200.2.0/23 via 192.168.10.104" in events[-1], events
-    # One reconcile, two batches: the removal went first, the addition second.
+    # One reconcile, two batches: the removal went first, the addition second. (The log
+    # record is written when the reconcile ends, after the table changed: wait for it.)
+    wait_until(lambda: [r["batches"] for r in agent.records() if r.get("removed") == 1],
+               message="the reconcile's log record")
     assert [r["batches"] for r in agent.records() if r.get("removed") == 1] == [2]
 
 

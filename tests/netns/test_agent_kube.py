@@ -72,7 +72,8 @@ def test_owned_route_deleted_by_hand_is_put_back(
 
     node_ns.ip("route", "del", "10.200.1.0/24")
     wait_until(lambda: node_ns.owned() == CONVERGED, message="route put back")
-    assert agent.metric("podroutes_routes_repaired_total") == 1
+    # counted when the reconcile ends, a moment after the route is back
+    wait_until(lambda: agent.metric("podroutes_routes_repaired_total") == 1)
     # With a one-hour resync, only the netlink event can have brought it back.
     assert agent.metric("podroutes_syncs_total", 'trigger="resync"') == 0
     assert agent.metric("podroutes_syncs_total", 'trigger="netlink"') >= 1

@@ -31,6 +31,7 @@ def run(*args: str) -> tuple[int, str]:
     (["--inventory", "m.txt", "--kubeconfig", "k"], "two different modes"),
     (["--netns", "prt-no-such-namespace"], "no such network namespace"),
     (["--resync", "0"], "0.1<=x<=3600"),
+    (["--inventory", "/nonexistent/machines.txt"], "cannot be read: No such file"),
 ])
 def test_bad_flags_exit_2_before_anything_runs(args: list[str], says: str) -> None:
     status, output = run(*args)
@@ -53,6 +54,18 @@ def test_listen_addresses() -> None:
     assert parse_listen("[::1]:0") == ("::1", 0)
     with pytest.raises(UsageError):
         parse_listen("9101")
+
+
+def test_an_invalid_inventory_at_start_is_rejected_not_kept_waiting_for(
+        tmp_path: Path) -> None:
+    """There is no "last valid inventory" to keep before the first: exit 2 with the
+    located problems, as every other command does."""
+    bad = tmp_path / "machines.txt"
+    bad.write_text("192.168.10.101 node-0\n")
+    status, output = run("--inventory", str(bad), "--node-name", "node-0",
+                         "--metrics-address", "off")
+    assert status == 2, output
+    assert f"{bad}:1: line: expected 3 or 4 fields" in output
 
 
 def test_settings_check(tmp_path: Path) -> None:

@@ -16,14 +16,14 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from podroutes.agent.filesource import InventoryFileSource
+from podroutes.agent.filesource import InventoryFileSource, read_view
 from podroutes.agent.kube import KubeCluster, make_client
 from podroutes.agent.metrics import AgentMetrics, Health, HealthServer
 from podroutes.agent.netlink import NetlinkMonitor
 from podroutes.agent.reconciler import Reconciler
 from podroutes.agent.runner import Agent, AgentConfig, Reporter, Source
 from podroutes.agent.triggers import Pacing
-from podroutes.core.errors import UsageError
+from podroutes.core.errors import InventoryError, UsageError
 from podroutes.remote.transport import LocalTransport
 
 log = logging.getLogger("podroutes.agent")
@@ -52,6 +52,16 @@ def check(settings: Settings) -> None:
                          f"({settings.netns_dir / settings.netns})")
     if settings.inventory is not None and settings.kubeconfig is not None:
         raise UsageError("--inventory and --kubeconfig are two different modes; give one")
+    if settings.inventory is not None:
+        # Read once before anything runs: "keeping the last valid inventory" only makes
+        # sense once there was one (an invalid file raises InventoryError: exit 2 too).
+        try:
+            read_view(settings.inventory)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InventoryError):
+                raise
+            raise UsageError(f"--inventory {settings.inventory}: cannot be read: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from exc
 
 
 async def serve(settings: Settings) -> None:
