@@ -133,7 +133,8 @@ def test_readiness_follows_the_kernels_path_and_owned_routes_changed_by_others(
     at once, not at the next resync."""
     inventory = tmp_path / "machines.txt"
     inventory.write_text(MACHINES)
-    agent = start(node_ns, inventory, tmp_path, agents, "--resync", "3600")
+    agent = start(node_ns, inventory, tmp_path, agents, "--resync", "3600",
+                  "--log-level", "debug")
     wait_until(lambda: agent.get("/readyz")[0] == 200)
 
     node_ns.ip("route", "add", "10.200.1.0/25", "via", "192.168.10.10")
@@ -148,13 +149,10 @@ def test_readiness_follows_the_kernels_path_and_owned_routes_changed_by_others(
     wait_until(lambda: node_ns.owned().get("10.200.1.0/24") == "192.168.10.102",
                message="the owned route replaced by hand is put back without a resync")
     time.sleep(1.0)  # the repair's own kernel events arrive and are recognised as its own
-    syncs = reconciles(agent)
-    time.sleep(3.0)  # nothing changes: no reconcile starts
-    assert reconciles(agent) == syncs
+    seen = len(agent.records())
+    time.sleep(3.0)  # nothing changes here: none of the agent's own writes starts one
+    started = [reason for r in agent.records()[seen:] for reason in r.get("reasons", ())]
+    # (the kernel may still finish IPv6 duplicate address detection on the new namespace's
+    # links: an address event is a real change, not the agent's)
+    assert not [r for r in started if not r.startswith(("address ", "link "))], started
 
-
-def reconciles(agent: AgentProcess) -> float:
-    """podroutes_syncs_total summed over what started them."""
-    _, text = agent.get("/metrics")
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("podroutes_syncs_total"))

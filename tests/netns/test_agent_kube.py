@@ -94,7 +94,7 @@ def test_link_flap_puts_routes_back(
     wait_until(lambda: not node_ns.owned(), message="the kernel drops routes on link down")
     node_ns.ip("link", "set", "eth0", "up")
     wait_until(lambda: node_ns.owned() == CONVERGED, message="routes back after the flap")
-    assert agent.metric("podroutes_routes_repaired_total") == 2
+    wait_until(lambda: agent.metric("podroutes_routes_repaired_total") == 2)
     assert agent.metric("podroutes_syncs_total", 'trigger="resync"') == 0
 
 
