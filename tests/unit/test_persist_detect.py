@@ -108,7 +108,7 @@ def test_auto_detection_order() -> None:
     assert detect(facts(every, **{"networkd-enabled": "enabled"}), "eth0").manager is \
         Manager.NETWORKD
     assert detect(facts(every), "eth0").manager is Manager.IFUPDOWN  # networkd not in use
-    with pytest.raises(PersistError, match="pass --format"):
+    with pytest.raises(PersistError, match="persist --format, status --persist-format"):
         detect(facts({}), "eth0")
 
 
@@ -190,3 +190,21 @@ def test_rendered_lines_are_made_of_canonical_values_only() -> None:
     for line in text.splitlines():
         if not line.startswith("#"):
             assert set(line) <= set("abcdefghijklmnopqrstuvwxyz0123456789 ./:-|"), line
+
+
+def test_status_check_persist_counts_the_hosts_it_could_not_check() -> None:
+    """No manager found on a host: it is "not checked", never counted as persisted or
+    as "0 hosts not persisted"; the advice names status's own flag."""
+    from rich.console import Console
+
+    from podroutes.cli.persist_output import print_persistence
+    from podroutes.persist.plan import HostPersistence
+
+    out = Console(record=True, width=200)
+    print_persistence(out, [HostPersistence("node-0", error="cannot tell what configures "
+                                            "eth0 (persist --format, status "
+                                            "--persist-format)"),
+                            HostPersistence("node-1")])
+    text = out.export_text()
+    assert "1 host not checked: node-0" in text
+    assert "not persisted as planned" not in text and "--persist-format" in text

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from podroutes.cli.options import counted
 from podroutes.persist.plan import FileAction, HostPersistence, PersistState
 from podroutes.persist.wire import PersistOutcome
 
@@ -115,9 +116,15 @@ def print_persistence(out: Console, hosts: list[HostPersistence]) -> None:
         table.add_section()
     out.print(table)
     drift = [p.host for p in hosts if not p.in_sync and p.error is None]
-    if not drift and all(p.error is None for p in hosts):
-        out.print(f"[green]persisted[/]: every planned route of all {len(hosts)} hosts survives "
-                  "a reboot")
-    else:
-        out.print(f"{len(drift)} hosts not persisted as planned"
-                  + (f": {', '.join(drift)}" if drift else ""))
+    unchecked = [p.host for p in hosts if p.error is not None]
+    if not drift and not unchecked:
+        out.print(f"[green]persisted[/]: every planned route of all "
+                  f"{counted(len(hosts), 'host')} survives a reboot")
+        return
+    parts = []
+    if drift:
+        parts.append(f"{counted(len(drift), 'host')} not persisted as planned: "
+                     f"{', '.join(drift)}")
+    if unchecked:
+        parts.append(f"{counted(len(unchecked), 'host')} not checked: {', '.join(unchecked)}")
+    out.print("; ".join(parts), soft_wrap=True)

@@ -150,7 +150,8 @@ def matched_network_file(facts: PersistFacts, ifname: str) -> tuple[str | None, 
             raise PersistError(
                 f"{path} has a [Match] condition podroutes cannot evaluate offline and "
                 f"networkd is not running to say whether it matches {ifname}; start "
-                "systemd-networkd, or pass --format")
+                "systemd-networkd, or name the manager (persist --format, status "
+                "--persist-format)")
         if matched:
             return path, (f"{path} is the first .network file (in lexical order) that "
                           f"matches {ifname}")
@@ -320,7 +321,8 @@ def detect(facts: PersistFacts, ifname: str, forced: Manager | None = None) -> D
             raise PersistError(
                 f"cannot tell what configures {ifname}: no active NetworkManager connection, "
                 "no netplan definition, no .network file of a running or enabled networkd, no "
-                f"ifupdown stanza; pass --format networkd|netplan|ifupdown|nm")
+                "ifupdown stanza; name the manager: networkd, netplan, ifupdown or nm "
+                "(persist --format, status --persist-format)")
     if forced is Manager.NETWORKD:
         path, why = matched_network_file(facts, ifname)
         if path is None:
