@@ -114,3 +114,20 @@ def test_reach_rejects_a_bad_host_selection(machines: str, changes: dict[str, ob
 def test_reach_checks_the_protocol_before_reading_the_inventory(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--protocol 2"):
         reach(DEFAULTS, str(tmp_path / "missing.txt"), 2)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["plan", "--format", "script", "--ssh-user", "-oProxyCommand=id"], "--ssh-user"),
+    (["status", "--ssh-user", "-oProxyCommand=id"], "not a login name"),
+    (["status", "--ssh-config", "/nonexistent/ssh_config"], "no such readable file"),
+    (["doctor", "--ssh-option", "-oProxyCommand"], "expected Key=Value"),
+])
+def test_ssh_flags_are_checked_before_anything_connects(tmp_path: Path, args: list[str],
+                                                        says: str) -> None:
+    """Nothing that starts with '-' reaches ssh as a user; a missing config file is one
+    clear error (exit 2), not a failure on every host."""
+    machines = tmp_path / "machines.txt"
+    machines.write_text(MACHINES)
+    result = CliRunner().invoke(main, [*args, "-i", str(machines)])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "-oProxyCommand=id@" not in result.output

@@ -7,6 +7,7 @@ nothing else, so normalisation happens once, in the parsers that build them.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -34,6 +35,10 @@ PROTOCOL_NAMES: Mapping[str, int] = {
     "keepalived": 18, "babel": 42, "openr": 99, "bgp": 186, "isis": 187, "ospf": 188,
     "rip": 189, "eigrp": 192,
 }  # fmt: skip
+#: A POSIX login name as ssh takes it (never one that starts with '-': ssh would read an
+#: option). The inventory's ``ssh.user`` and the ``--ssh-user`` flag are both held to it.
+USER_RE = re.compile(r"\A[a-z_][a-z0-9_.-]{0,31}\Z")
+
 _PROTOCOL_BY_NUMBER = {number: name for name, number in PROTOCOL_NAMES.items()}
 
 

@@ -11,13 +11,14 @@ import re
 from ipaddress import ip_address, ip_network
 
 from podroutes.core.errors import Problem
-from podroutes.core.model import IPAddress, IPNetwork
+from podroutes.core.model import USER_RE, IPAddress, IPNetwork
+
+__all__ = ["FQDN_RE", "HOSTNAME_RE", "USER_RE", "ZONE_RE", "Collector", "shown"]
 
 MAX_LINE = 4096
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"\A{_LABEL}\Z")
 FQDN_RE = re.compile(rf"\A(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
-USER_RE = re.compile(r"\A[a-z_][a-z0-9_.-]{0,31}\Z")
 ZONE_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,15}\Z")
 
 

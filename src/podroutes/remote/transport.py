@@ -11,13 +11,14 @@ would hang a parallel run) and a connect timeout.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from podroutes.core.errors import PodroutesError, UsageError
-from podroutes.core.model import Family, Host, SshTargetKind
+from podroutes.core.model import USER_RE, Family, Host, SshTargetKind
 from podroutes.remote.session import ShellSession
 
 T = TypeVar("T")
@@ -42,6 +43,13 @@ class SshTransport:
     ssh_binary: str = "ssh"
 
     def __post_init__(self) -> None:
+        # Every flag is checked before anything connects: nothing that starts with '-'
+        # reaches ssh as a user, and a config file that is not there fails once, not per host.
+        if not USER_RE.match(self.user):
+            raise UsageError(f"--ssh-user {self.user!r}: not a login name (lowercase letters, "
+                             "digits, '_', '.', '-', not starting with '-')")
+        if self.config_file is not None and not os.access(self.config_file, os.R_OK):
+            raise UsageError(f"--ssh-config {self.config_file}: no such readable file")
         for option in self.options:
             if not _SSH_OPTION_RE.match(option):
                 raise UsageError(f"--ssh-option {option!r}: expected Key=Value")
