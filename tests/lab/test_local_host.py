@@ -77,7 +77,7 @@ def test_doctor_local_host_reports_only_that_host(lab: Lab) -> None:
     human = on_node0(lab, "doctor")
     assert human.returncode == 0, human.stdout + human.stderr
     assert "healthy: node-0\n" in human.stdout
-    assert "1 hosts: 0 findings" in human.stdout
+    assert "1 host: 0 findings on 0 hosts" in human.stdout
     # node-0's own table is judged as node-0's: a missing route there is found there only
     lab.sh("node-0", "ip", "route", "del", "10.200.1.0/24")
     missing = on_node0(lab, "doctor", "--json")
