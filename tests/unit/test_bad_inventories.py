@@ -8,6 +8,7 @@ table so a new bad file is one new row.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,21 @@ def test_every_problem_of_a_file_is_reported_in_one_pass(tmp_path: Path) -> None
     assert "(4 problems)" in out
     for located in (":1: IPV4:", ":2: HOSTNAME:", ":2: POD_SUBNET:", ":3: line:"):
         assert f"{path}{located}" in out
+
+
+def test_thousands_of_bad_lines_are_capped_on_the_terminal_and_whole_in_json(
+        tmp_path: Path) -> None:
+    """50,000 bad lines: 20 problems and "... and 49,980 more" on stderr, not 50,003
+    lines; --json prints every problem, each with file, line and field; exit 2 both."""
+    bad = tmp_path / "machines.txt"
+    bad.write_text("bad line\n" * 50_000)
+    human = CliRunner().invoke(main, ["plan", "-i", str(bad)])
+    assert human.exit_code == 2
+    lines = human.output.splitlines()
+    assert len(lines) == 22 and lines[-1] == "  ... and 49,980 more (--json lists them all)"
+    machine = CliRunner().invoke(main, ["plan", "-i", str(bad), "--json"])
+    assert machine.exit_code == 2
+    problems = json.loads(machine.stdout)["problems"]
+    assert len(problems) == 50_000
+    assert problems[-1] == {"source": str(bad), "line": 50_000, "field": "line",
+                            "message": problems[-1]["message"]}

@@ -11,8 +11,9 @@ modules; only the CLI layer prints.
 from __future__ import annotations
 
 import functools
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -76,6 +77,28 @@ def read_inventory(path: str) -> Inventory:
     return load(text, source)
 
 
+#: Problems listed on a terminal before "... and N more" (``--json`` lists every one).
+SHOWN_PROBLEMS = 20
+
+
+def report_problems(problems: Sequence[Problem], as_json: bool) -> None:
+    """A rejected inventory: every problem as JSON on stdout with ``--json``; otherwise
+    the first :data:`SHOWN_PROBLEMS` on stderr, one grep-able line each, and how many more."""
+    if as_json:
+        click.echo(json.dumps({"error": "invalid inventory", "changed": False, "problems": [
+            {"source": p.source, "line": p.line, "field": p.field, "message": p.message}
+            for p in problems]}, indent=2))
+        return
+    err = err_console()
+    err.print(f"[bold red]invalid inventory[/] ({counted(len(problems), 'problem')}); "
+              "nothing was changed:")
+    for problem in problems[:SHOWN_PROBLEMS]:  # one line each, never wrapped: grep-able
+        err.print(f"  {problem}", markup=False, soft_wrap=True)
+    if len(problems) > SHOWN_PROBLEMS:
+        err.print(f"  ... and {len(problems) - SHOWN_PROBLEMS:,} more (--json lists them all)",
+                  markup=False)
+
+
 def handle_errors(func: F) -> F:
     """Turn library errors into a message and the exit status the CLI contract names."""
 
@@ -88,10 +111,7 @@ def handle_errors(func: F) -> F:
                 raise
             err = err_console()
             if isinstance(exc, InventoryError):
-                err.print(f"[bold red]invalid inventory[/] ({len(exc.problems)} problem"
-                          f"{'s' if len(exc.problems) != 1 else ''}); nothing was changed:")
-                for problem in exc.problems:  # one line each, never wrapped: grep-able
-                    err.print(f"  {problem}", markup=False, soft_wrap=True)
+                report_problems(exc.problems, as_json=bool(kwargs.get("as_json")))
                 sys.exit(ExitStatus.INVALID)
             err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
             sys.exit(ExitStatus.INVALID if isinstance(exc, UsageError) else ExitStatus.FAILED)
