@@ -219,6 +219,9 @@ def test_dual_stack_each_family_takes_its_own_routes() -> None:
     ("10.9.9.9", "node-1", "10.9.9.9 is in no pod CIDR (10.200.0.0/24, 10.200.1.0/24)"),
     ("node-7", "node-1", "'node-7' is neither an IP address nor a host of the inventory"),
     ("10.200.0.2", "10.200.1.0", "10.200.1.0 is the network address of 10.200.1.0/24"),
+    ("10.200.0.2", "10.200.1.255", "10.200.1.255 is the broadcast address of 10.200.1.0/24"),
+    ("::ffff:10.200.0.2", "node-1", "::ffff:10.200.0.2 is an IPv4-mapped IPv6 address: trace "
+                                    "10.200.0.2 instead"),
 ])
 def test_bad_input_is_a_usage_error(kthw: RoutePlan, src: str, dst: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -304,3 +307,13 @@ def test_a_loop_is_drawn_back_to_where_it_started(kthw: RoutePlan) -> None:
     text = draw(run(network, "10.200.0.2", "10.200.1.2"), ADDRESSES)
     assert "  back to node-0 ↻" in text
     assert "↻ looped: the packet returns to node-0: node-0 → server → node-0" in text
+
+
+def test_a_bridge_address_is_the_node_and_an_fqdn_is_its_host(kthw: RoutePlan) -> None:
+    network = planned_network(kthw, 147)
+    src, dst = resolve(network, "10.200.0.2", "10.200.1.1")
+    assert (dst.kind, dst.host) == (EndpointKind.NODE, "node-1")  # node-1's cni0, not a pod
+    assert simulate(network, src, dst).outcome is Outcome.DELIVERED
+    fqdn = next(h.fqdn for h in kthw.inventory if h.name == "node-1")
+    assert fqdn is not None
+    assert resolve(network, "node-0", fqdn)[1].host == "node-1"

@@ -77,6 +77,7 @@ class TraceHost:
     #: main they look up, as read from the host.
     rules: Mapping[Family, Sequence[Rule]] = field(default_factory=dict)
     tables: Mapping[Family, Mapping[int, Sequence[Route]]] = field(default_factory=dict)
+    fqdn: str | None = None
 
     def fib(self, family: Family) -> Fib:
         """This host's forwarding decision for one family: its rules and every table."""
@@ -158,7 +159,7 @@ def planned_network(route_plan: RoutePlan, protocol: int, node_dev: str = "eth0"
             routes.append(Route(dst=cidr, dev=bridge, protocol=_KERNEL, scope="link"))
             local[cidr.network_address + 1] = bridge
         hosts.append(TraceHost(host.name, host.addresses, host.pod_cidrs, tuple(routes),
-                               local, bridge))
+                               local, bridge, fqdn=host.fqdn))
     return Network(tuple(hosts), "plan")
 
 
@@ -178,7 +179,7 @@ def observed_network(route_plan: RoutePlan, tables: Mapping[str, Sequence[Route]
             h.name, h.addresses, h.pod_cidrs, tuple(tables.get(h.name, ())),
             dict(local.get(h.name, {})), bridge, dict((forwarding or {}).get(h.name, {})),
             None if h.name in tables else (unread or {}).get(h.name, "not read"),
-            dict(seen.rules) if seen else {}, dict(seen.tables) if seen else {}))
+            dict(seen.rules) if seen else {}, dict(seen.tables) if seen else {}, h.fqdn))
     return Network(tuple(hosts), "observed")
 
 
@@ -187,13 +188,17 @@ def _endpoint(network: Network, text: str, family: Family | None) -> Endpoint | 
     try:
         address = ip_address(text)
     except ValueError:
-        host = next((h for h in network.hosts if h.name == text), None)
+        host = next((h for h in network.hosts
+                     if text in (h.name, h.fqdn, f"{h.fqdn}.")), None)
         if host is None:
             names = ", ".join(h.name for h in network.hosts[:10])
             more = ", ..." if len(network.hosts) > 10 else ""
             raise UsageError(f"{text!r} is neither an IP address nor a host of the "
                              f"inventory ({names}{more})") from None
         return host.name
+    if address.version == 6 and address.ipv4_mapped is not None:
+        raise UsageError(f"{text} is an IPv4-mapped IPv6 address: trace "
+                         f"{address.ipv4_mapped} instead")
     node = network.owner(address)
     if node is not None and address in node.addresses:
         return Endpoint(EndpointKind.NODE, address, node.name)
@@ -206,8 +211,13 @@ def _endpoint(network: Network, text: str, family: Family | None) -> Endpoint | 
                          f"node's address")
     cidr = next(c for c in pod_host.pod_cidrs if address in c)
     if address == cidr.network_address:
-        raise UsageError(f"{address} is the network address of {cidr} ({pod_host.name}), "
+        raise UsageError(f"{text} is the network address of {cidr} ({pod_host.name}), "
                          "not a pod")
+    if cidr.version == 4 and address == cidr.broadcast_address:
+        raise UsageError(f"{text} is the broadcast address of {cidr} ({pod_host.name}), "
+                         "not a pod")
+    if address == cidr.network_address + 1:  # the bridge's own address: the node itself
+        return Endpoint(EndpointKind.NODE, address, pod_host.name)
     return Endpoint(EndpointKind.POD, address, pod_host.name)
 
 
