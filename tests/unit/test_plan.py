@@ -315,3 +315,17 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None
     plan_cmd.stdout.close()  # the reader is gone
     assert plan_cmd.wait(timeout=60) == 141
     assert plan_cmd.stderr.read() == b""
+
+
+def test_the_progress_bar_names_the_hosts_still_running_not_one_that_finished() -> None:
+    """"applying node-0 ... 2/3" while node-2 hangs was misleading: name who is left."""
+    from podroutes.cli.main import still_running
+    from podroutes.core.outcome import HostState
+
+    states = {"server": HostState.DONE, "node-0": HostState.DONE,
+              "node-1": HostState.RUNNING, "node-2": HostState.PENDING}
+    assert still_running(states) == "node-1"
+    states["node-1"] = HostState.DONE
+    assert still_running(states) == "node-2"  # none running yet: the next to start
+    many = {f"node-{i}": HostState.RUNNING for i in range(5)}
+    assert still_running(many) == "node-0, node-1, node-2 and 2 more"

@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -175,7 +175,8 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
     reached = reach(host_options, inventory, protocol)
     states: dict[str, HostState] = {}
     try:
-        with host_progress(len(reached.covered), "applying", quiet=as_json) as on_done:
+        with host_progress(len(reached.covered), "applying", quiet=as_json,
+                           states=states) as on_done:
             outcomes = asyncio.run(run_hosts(
                 reached.transport, plan(reached.inventory), protocol, write=True, force=force,
                 dry_run=dry_run, parallel=host_options.parallel, timeout=host_options.timeout,
@@ -202,11 +203,20 @@ def _would_fail(o: HostOutcome, dry_run: bool, force: bool) -> bool:
     return bool(o.results) or bool(o.before and o.before.conflicts and not force)
 
 
+def still_running(states: Mapping[str, HostState], limit: int = 3) -> str:
+    """The hosts a run still waits for, as the progress bar names them."""
+    running = [name for name, state in states.items() if state is HostState.RUNNING] or [
+        name for name, state in states.items() if state is HostState.PENDING]
+    shown = ", ".join(running[:limit])
+    return shown + (f" and {len(running) - limit} more" if len(running) > limit else "")
+
+
 @contextlib.contextmanager
-def host_progress(total: int, verb: str,
-                  quiet: bool) -> Iterator[Callable[[HostOutcome], None] | None]:
-    """A Rich progress bar over hosts on a terminal (stderr); nothing with --json or when
-    stderr is not a terminal, so scripts and logs see only the result."""
+def host_progress(total: int, verb: str, quiet: bool, states: Mapping[str, HostState],
+                  ) -> Iterator[Callable[[HostOutcome], None] | None]:
+    """A Rich progress bar over hosts on a terminal (stderr), naming the hosts still
+    running (never one that finished: a hung host is the one named); nothing with --json
+    or when stderr is not a terminal, so scripts and logs see only the result."""
     err = err_console()
     if quiet or not err.is_terminal or total < 2:
         yield None
@@ -215,10 +225,10 @@ def host_progress(total: int, verb: str,
 
     with Progress(TextColumn(f"{verb} {{task.description}}"), BarColumn(),
                   MofNCompleteColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("hosts", total=total)
+        task = progress.add_task("", total=total)
 
         def done(outcome: HostOutcome) -> None:
-            progress.update(task, advance=1, description=outcome.host.name)
+            progress.update(task, advance=1, description=still_running(states))
 
         yield done
 
