@@ -329,3 +329,20 @@ def test_the_progress_bar_names_the_hosts_still_running_not_one_that_finished() 
     assert still_running(states) == "node-2"  # none running yet: the next to start
     many = {f"node-{i}": HostState.RUNNING for i in range(5)}
     assert still_running(many) == "node-0, node-1, node-2 and 2 more"
+
+
+def test_status_json_says_each_hosts_verdict_whatever_the_exit_status() -> None:
+    from podroutes.cli.apply_output import outcome_json
+    from podroutes.core.diff import diff
+    from podroutes.core.errors import TransportError
+    from podroutes.core.outcome import HostOutcome
+
+    from .samples import MACHINES
+
+    inv = load(MACHINES, "machines.txt")
+    route_plan = plan(inv)
+    server, node0 = inv.host("server"), inv.host("node-0")
+    down = HostOutcome(server, failure=TransportError("server", "connection refused"))
+    drifted = HostOutcome(node0, before=diff(route_plan.routes_for(node0), [], 147))
+    assert outcome_json(down)["verdict"] == "unreachable"
+    assert outcome_json(drifted)["verdict"] == "drift"

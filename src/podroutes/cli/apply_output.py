@@ -49,6 +49,9 @@ def outcome_json(o: HostOutcome) -> dict[str, Any]:
     return {
         "host": o.host.name,
         "converged": o.converged,
+        # One word per host, so a script never loses one host's drift behind another's
+        # failure (the exit status can say only one thing).
+        "verdict": host_verdict(o),
         "error": o.error,
         "error_type": type(o.failure).__name__ if o.failure is not None else None,
         "applied": o.applied,
@@ -60,6 +63,13 @@ def outcome_json(o: HostOutcome) -> dict[str, Any]:
         "paths": [path_json(i) for i in o.paths],
         "path_notes": list(o.path_notes),
     }
+
+
+def host_verdict(o: HostOutcome) -> str:
+    """``unreachable`` (not read), ``in sync``, or ``drift``."""
+    if o.error is not None or o.before is None:
+        return "unreachable"
+    return "in sync" if o.converged else "drift"
 
 
 def path_json(i: PathIssue) -> dict[str, Any]:
