@@ -212,6 +212,10 @@ def test_networkmanager_commands_are_what_nmcli_offline_accepts() -> None:
         assert "route1=10.200.1.0/24,192.168.10.102,0" in done.stdout
         real = lab.podroutes("persist", "--format", "nm")
         assert real.returncode == 1 and "NetworkManager does not run" in real.stdout
+        # issue 15 #1: nothing was written or run, and the output says so, claiming nothing
+        assert "nothing written" in real.stdout
+        assert "ran: " not in real.stdout and "create /etc/podroutes" not in real.stdout
+        assert " 0 changed, " in real.stdout
         assert lab.msh("node-0", "ls", "-A", "/etc/NetworkManager/system-connections").split() \
             == ["eth0.nmconnection"]
     finally:

@@ -49,6 +49,17 @@ def print_persist(out: Console, outcomes: list[PersistOutcome], dry_run: bool) -
         out.print(f"[bold]{o.host.name}[/]: {det.manager.label} on {det.interface}, "
                   f"{p.routes} route{'s' if p.routes != 1 else ''}: {state}")
         out.print(f"  [dim]{det.why}[/]", soft_wrap=True)
+        if not dry_run and o.error is not None:
+            # Stopped before anything ran: never list an action as done.
+            out.print(f"  [red]failed[/]: {o.error}; nothing written", soft_wrap=True)
+            continue
+        if not dry_run and o.failures:
+            # Stopped part way: what ran is unknown line by line; say so, claim nothing.
+            for failure in o.failures:
+                out.print(f"  [red]failed[/]: {failure}", soft_wrap=True)
+            out.print("  [yellow]stopped at the first failure: earlier steps may have been "
+                      "applied; run persist again[/]", soft_wrap=True)
+            continue
         for c in p.changes:
             if c.action is FileAction.UNCHANGED and not dry_run:
                 continue
@@ -67,9 +78,10 @@ def print_persist(out: Console, outcomes: list[PersistOutcome], dry_run: bool) -
         for failure in o.failures:
             out.print(f"  [red]failed[/]: {failure}", soft_wrap=True)
     good = sum(1 for o in outcomes if o.ok)
-    changed = sum(1 for o in outcomes if o.plan is not None and not o.plan.in_sync)
+    changed = sum(1 for o in outcomes if o.plan is not None and not o.plan.in_sync
+                  and (dry_run or o.ok))
     verb = "would change" if dry_run else "changed"
-    out.print(f"{len(outcomes)} hosts: {changed} {verb}, "
+    out.print(f"{counted(len(outcomes), 'host')}: {changed} {verb}, "
               f"{sum(1 for o in outcomes if o.plan and o.plan.in_sync)} already persisted, "
               f"{len(outcomes) - good} failed" + (" [dim](dry run: nothing was changed)[/]"
                                                    if dry_run else ""))
