@@ -274,9 +274,9 @@ def _start_sshd(spec: LabSpec, m: Machine) -> None:
     d = spec.directory
     commands.run(labmachine.machine_argv(spec, m.name, [SSHD, "-f", f"{d}/sshd/{m.name}.conf",
                                                         "-E", f"{d}/sshd/{m.name}.log"]))
-    pid_file = d / "sshd" / f"{m.name}.pid"
+    # sshd creates the pid file before it writes the pid: wait for a pid that is this sshd
     deadline = time.monotonic() + 10
-    while not pid_file.exists():
+    while sshd_pid(spec, m.name) is None:
         if time.monotonic() > deadline:
             raise LabError(f"sshd of {m.name} did not start; see {d}/sshd/{m.name}.log")
         time.sleep(0.01)
