@@ -220,3 +220,18 @@ def test_networkmanager_commands_are_what_nmcli_offline_accepts() -> None:
             == ["eth0.nmconnection"]
     finally:
         labmod.down(spec)
+
+
+def test_networkd_format_where_no_network_file_matches_fails_plainly(lab: Lab) -> None:
+    """The lab's machines see this machine's /usr/lib/systemd/network (Debian's stock
+    80-*.network files, with Virtualization= and Driver= keys) and have no .network file
+    for eth0: persist says networkd does not manage eth0, never that a [Match] key cannot
+    be evaluated, and writes nothing."""
+    done = lab.podroutes("persist", "--format", "networkd", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    hosts = json.loads(done.stdout)["hosts"]
+    assert len(hosts) == 3
+    for h in hosts:
+        assert "systemd-networkd does not manage eth0" in h["error"], h
+        assert "cannot evaluate" not in h["error"]
+        assert h["written"] is False and h["files"] == [] and h["commands"] == []

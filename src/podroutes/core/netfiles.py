@@ -23,8 +23,11 @@ MARK = "\x1e"
 #: prints every file a manager reads for the node interface, each as a header line
 #: (``MARK F MODE PATH``, the path without the root) and its text; then ``MARK V KEY
 #: VALUE`` lines: which managers run in this network namespace, which tools exist,
-#: netplan's version. Backups and temp files of podroutes are dotfiles: no glob here (or
-#: in ifupdown's ``source dir/*``) matches them.
+#: netplan's version, and what networkd's ``[Match]`` conditions test (virtualization,
+#: host name, machine id, architecture, kernel release and command line, and each
+#: interface's driver as ``driver-IFNAME``); an empty value is left out. Backups and
+#: temp files of podroutes are dotfiles: no glob here (or in ifupdown's ``source dir/*``)
+#: matches them.
 FILES_SCRIPT = r"""
 R=${1%/}
 emit() {
@@ -60,6 +63,21 @@ value nm-running "$nm"
 if [ -z "$R" ]; then
   value networkd-enabled "$(systemctl is-enabled systemd-networkd 2>/dev/null || echo unknown)"
 fi
+# what networkd's [Match] conditions test: the host, and each interface's driver
+if command -v systemd-detect-virt >/dev/null 2>&1; then
+  value virt-vm "$(systemd-detect-virt --vm 2>/dev/null)"
+  value virt-container "$(systemd-detect-virt --container 2>/dev/null)"
+fi
+value hostname "$(uname -n)"
+value arch "$(uname -m)"
+value kernel-release "$(uname -r)"
+{ read -r m < /etc/machine-id && value machine-id "$m"; } 2>/dev/null
+{ read -r m < /proc/cmdline && value kernel-cmdline "$m"; } 2>/dev/null
+for i in /sys/class/net/*; do
+  d=$(readlink "$i/device/driver" 2>/dev/null) ||
+    d=$(ethtool -i "${i##*/}" 2>/dev/null | sed -n 's/^driver: //p')
+  [ -n "$d" ] && value "driver-${i##*/}" "${d##*/}"
+done
 for t in ifup ifquery netplan nmcli; do
   if command -v "$t" >/dev/null 2>&1; then value "tool-$t" yes; else value "tool-$t" no; fi
 done
@@ -95,7 +113,8 @@ def parse_files(text: str) -> tuple[dict[str, HostFile], dict[str, str]]:
             files[path] = HostFile(body, int(mode_text, 8))
         elif kind == "V":
             key, _, value = rest.partition(" ")
-            values[key] = value.strip()
+            if value.strip():
+                values[key] = value.strip()
     return files, values
 
 

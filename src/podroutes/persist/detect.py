@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -27,6 +27,7 @@ from podroutes.core.ini import ini_sections
 from podroutes.core.iproute import IFNAME_RE
 from podroutes.core.model import Host, Manager
 from podroutes.persist.facts import PersistFacts
+from podroutes.persist.match import match_network
 
 #: networkd's search path, highest precedence first (systemd.network(5)).
 NETWORK_DIRS = ("/etc/systemd/network", "/run/systemd/network",
@@ -101,40 +102,6 @@ def dropins(facts: PersistFacts, network_file: str) -> list[str]:
     return by_name(facts, (f"{d}/{name}.d" for d in NETWORK_DIRS), ".conf")
 
 
-def _globs_match(values: str, name: str) -> bool:
-    words = values.split()
-    invert = bool(words) and words[0].startswith("!")
-    if invert:
-        words[0] = words[0][1:]
-    hit = any(fnmatch.fnmatchcase(name, w) for w in words if w)
-    return hit != invert
-
-
-def match_network(text: str, ifname: str, link: Mapping[str, str] | None) -> bool | None:
-    """Whether a ``.network`` file's ``[Match]`` section matches the interface; ``None``
-    when it uses a condition these facts cannot decide (``Driver=``, ``Path=``, ...)."""
-    conditions = [kv for section, kvs in ini_sections(text) if section == "Match" for kv in kvs]
-    for key, value in conditions:
-        if not value:
-            continue
-        if key in ("Name", "OriginalName"):
-            if not _globs_match(value, ifname):
-                return False
-        elif key in ("MACAddress", "PermanentMACAddress"):
-            if link is None or "address" not in link:
-                return None
-            if link["address"] not in (v.lower() for v in value.split()):
-                return False
-        elif key == "Type":
-            if link is None or "link_type" not in link:
-                return None
-            if not _globs_match(value, link["link_type"]):
-                return False
-        else:
-            return None
-    return True
-
-
 def matched_network_file(facts: PersistFacts, ifname: str) -> tuple[str | None, str]:
     """The ``.network`` file networkd applies to the interface, and how that is known."""
     iface = facts.interface(ifname)
@@ -145,13 +112,14 @@ def matched_network_file(facts: PersistFacts, ifname: str) -> tuple[str | None, 
                     PurePosixPath(value).name):
                 return value, f"networkd's own state says {value} configures {ifname}"
     for path in network_files(facts):
-        matched = match_network(facts.text(path) or "", ifname, facts.links.get(ifname))
+        matched = match_network(facts.text(path) or "", ifname, facts.links.get(ifname),
+                                facts.values)
         if matched is None:
             raise PersistError(
-                f"{path} has a [Match] condition podroutes cannot evaluate offline and "
-                f"networkd is not running to say whether it matches {ifname}; start "
-                "systemd-networkd, or name the manager (persist --format, status "
-                "--persist-format)")
+                f"{path} has a [Match] condition podroutes cannot evaluate offline (every "
+                f"other key matches {ifname}) and networkd is not running to say whether it "
+                "matches; start systemd-networkd, or name the manager (persist --format, "
+                "status --persist-format)")
         if matched:
             return path, (f"{path} is the first .network file (in lexical order) that "
                           f"matches {ifname}")
@@ -326,8 +294,15 @@ def detect(facts: PersistFacts, ifname: str, forced: Manager | None = None) -> D
     if forced is Manager.NETWORKD:
         path, why = matched_network_file(facts, ifname)
         if path is None:
-            raise PersistError(f"{why}: a drop-in needs the file that matches; add a "
-                               f".network file for {ifname} first")
+            others = [name for name, found in (
+                ("netplan", netplan is not None), ("nm", uuid is not None),
+                ("ifupdown", bool(ifupdown_stanzas(facts, ifname)))) if found]
+            hint = (f"; {' and '.join(others)} configure{'s' if len(others) == 1 else ''} "
+                    f"it: use --format {others[0]}" if others else
+                    f"; add a .network file for {ifname} first, or use the format of what "
+                    "does configure it")
+            raise PersistError(f"systemd-networkd does not manage {ifname}: {why}, so a "
+                               f"drop-in would never be read{hint}")
         if not facts.networkd_in_use:
             warnings.append("systemd-networkd neither runs in this host's network namespace "
                             "nor is enabled: the drop-in takes effect when it runs")

@@ -52,7 +52,7 @@ class PersistFacts:
     routes: tuple[Route, ...] = ()
     nm_active: Mapping[str, str] = field(default_factory=dict)  # device -> connection UUID
     is_root: bool = True
-    #: Link-layer facts by interface name: ``address`` (MAC) and ``link_type``.
+    #: Link-layer facts by interface name: ``address`` (MAC), ``link_type``, ``driver``.
     links: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def text(self, path: str) -> str | None:
@@ -104,6 +104,7 @@ def parse_persist_facts(outputs: list[tuple[int, str, str]]) -> PersistFacts:
         routes=tuple(routes),
         nm_active=parse_nm_active(nm_out[1]) if nm_out[0] == 0 else {},
         is_root=uid[1].strip() == "0",
-        links={i.name: {k: v for k, v in (("address", i.mac), ("link_type", i.link_type))
+        links={i.name: {k: v for k, v in (("address", i.mac), ("link_type", i.link_type),
+                                          ("driver", values.get(f"driver-{i.name}")))
                         if v is not None} for i in interfaces},
     )
