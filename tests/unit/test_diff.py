@@ -290,3 +290,33 @@ def test_diffs_fast_constructors_build_the_same_frozen_values() -> None:
                                                                 None, "node-1"))
     with pytest.raises(FrozenInstanceError):
         added.gateway = None  # type: ignore[misc]
+
+
+#: `ip -j route` of a hand-made route with attributes (iproute2 6.1.0, captured from
+#: `ip route add 10.200.1.0/24 via 192.168.10.102 mtu lock 1400 src 192.168.10.101
+#: initcwnd 10 advmss 1360 realm 5` in a throwaway namespace): `mtu lock` prints as `mtu`.
+WITH_ATTRIBUTES = ('[{"dst":"10.200.1.0/24","gateway":"192.168.10.102","dev":"eth0",'
+                   '"prefsrc":"192.168.10.101","flags":[],"flow":{"to":"5"},'
+                   '"metrics":[{"mtu":1400,"advmss":1360,"initcwnd":10,"ecn":null}]}]')
+
+
+def test_a_route_carrying_attributes_says_so_in_ip_words() -> None:
+    (route,) = parse_routes(WITH_ATTRIBUTES, Family.V4)
+    assert route.extras == ("src 192.168.10.101", "realm 5", "mtu 1400", "advmss 1360",
+                            "initcwnd 10", "ecn")
+    (plain,) = parse_routes('[{"dst":"10.200.1.0/24","gateway":"192.168.10.102",'
+                            '"dev":"eth0","flags":["onlink"]}]', Family.V4)
+    assert plain.extras == ()
+
+
+def test_a_hand_made_route_with_attributes_is_a_conflict_not_adopted() -> None:
+    """Adopting rewrites the route with podroutes' words only: mtu, src, ... would be
+    lost (and `mtu lock` cannot even be read back), so it is left alone and reported."""
+    (route,) = parse_routes(WITH_ATTRIBUTES, Family.V4)
+    d = diff([WANT], [route], P)
+    assert [s.state for s in d.statuses] == [S.CONFLICT]
+    assert d.changes == ()
+    forced = diff([WANT], [route], P, force=True)
+    assert [c.action for c in forced.changes] == [A.OVERRIDE]
+    plain = diff([WANT], [replace(route, extras=())], P)
+    assert [c.action for c in plain.changes] == [A.ADOPT]

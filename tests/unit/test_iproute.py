@@ -419,7 +419,8 @@ def test_the_parsers_constructor_builds_the_same_frozen_route() -> None:
     values = dict(dst=ip_network("fd00:200:1::/64"), gateway=None, dev="eth0", protocol=147,
                   table=MAIN_TABLE, metric=1024, type="unicast", scope="global", onlink=True,
                   nexthops=(ip_address("fd00:10::102"), ip_address("fd00:10::103")),
-                  pref="medium", expires=30)
+                  pref="medium", expires=30,
+                  extras=("src 192.168.10.101", "mtu 1400"))
     assert [f.name for f in fields(Route)] == list(values)  # make_route's argument order
     fast, slow = make_route(*values.values()), Route(**values)  # type: ignore[arg-type]
     assert type(fast) is Route and not hasattr(fast, "__dict__")

@@ -30,6 +30,8 @@ def _status_json(s: RouteStatus) -> dict[str, Any]:
         "desired_gateway": str(s.desired_gateway) if s.desired_gateway else None,
         "observed_gateway": str(o.gateway) if o and o.gateway else None,
         "observed_protocol": o.protocol if o else None,
+        "observed_metric": o.effective_metric if o else None,
+        "observed_extras": list(o.extras) if o else [],
         "via_host": s.via_host,
     }
 
@@ -90,8 +92,38 @@ def _conflict_line(s: RouteStatus) -> str:
     o = s.observed
     assert o is not None
     now = f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast" else f"dev {o.dev}")
+    if o.gateway == s.desired_gateway and o.extras:
+        return (f"{s.dst} via {o.gateway} (proto {protocol_name(o.protocol)}, not ours) "
+                f"also carries {', '.join(o.extras)}, which adopting would drop: left "
+                "alone; --force takes it over")
     return (f"{s.dst} should go via {s.desired_gateway} ({s.via_host}) but is {now} "
             f"(proto {protocol_name(o.protocol)}, not ours): left alone; --force takes it over")
+
+
+def _beside_line(s: RouteStatus, diff: HostDiff) -> str:
+    """A foreign route to a planned destination at another metric: which one traffic takes."""
+    o = s.observed
+    assert o is not None
+    now = f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast" else f"dev {o.dev}")
+    ours = next((x.observed for x in diff.statuses if x.dst == s.dst and x.observed is not None
+                 and x.state is RouteState.IN_SYNC), None)
+    theirs = f"{s.dst} {now} metric {o.effective_metric} (proto {protocol_name(o.protocol)})"
+    same = " (same gateway)" if o.gateway == s.desired_gateway else ""
+    winner = ("this one (podroutes' is missing)" if ours is None else
+              "this one" if o.effective_metric < ours.effective_metric
+              else f"podroutes' (metric {ours.effective_metric})")
+    return f"{theirs} is there too{same}, not ours: left alone; the kernel uses {winner}"
+
+
+def print_beside(out: Console, outcomes: list[HostOutcome]) -> None:
+    """Foreign routes to planned destinations at other metrics, and which one wins."""
+    for o in outcomes:
+        final = o.after or o.before
+        if final is None:
+            continue
+        for s in final.statuses:
+            if s.state is RouteState.OTHER_METRIC:
+                out.print(f"[yellow]{o.host.name}[/]: " + _beside_line(s, final), markup=True)
 
 
 def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> None:
@@ -139,6 +171,7 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
                       markup=True)
             out.print(f"    {f.message}", markup=False, soft_wrap=True)
     _print_conflicts(out, outcomes)
+    print_beside(out, outcomes)
     ok = sum(1 for o in outcomes if o.converged)
     if total_changes == 0 and ok == len(outcomes):
         out.print(f"[green]no changes[/]: all {counted(ok, 'host')} "
@@ -169,6 +202,10 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
             if s.observed is not None:
                 gw = s.observed.gateway or s.observed.type
                 actual = f"via {gw} proto {protocol_name(s.observed.protocol)}"
+                if s.state is RouteState.OTHER_METRIC:
+                    actual += f" metric {s.observed.effective_metric}"
+                if s.observed.extras and s.state is RouteState.CONFLICT:
+                    actual += " " + " ".join(s.observed.extras)
             desired = f"via {s.desired_gateway} ({s.via_host})" if s.desired_gateway else "-"
             style = _STATE_STYLE[s.state]
             table.add_row(o.host.name if index == 0 else "", str(s.dst), desired, actual,
@@ -185,6 +222,8 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
         for note in o.path_notes:
             out.print(f"[yellow]{o.host.name}[/]: path verdict from the model only: {note}",
                       soft_wrap=True)
+    _print_conflicts(out, outcomes)
+    print_beside(out, outcomes)
     drift = sum(1 for o in outcomes if o.before and not (o.before.in_sync and not o.paths))
     down = sum(1 for o in outcomes if o.error)
     if not drift and not down:

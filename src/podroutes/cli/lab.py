@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from podroutes.cli.exit_status import ExitStatus
+from podroutes.cli.options import console, err_console
 from podroutes.core.errors import LabError
 from podroutes.lab import netns as labmod
 from podroutes.lab.seed import MANAGERS
@@ -20,11 +21,11 @@ _name = click.option("--name", default="podroutes", show_default=True, help="Lab
 
 
 def _out() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    return console()
 
 
 def _fail(exc: LabError) -> None:
-    Console(stderr=True, highlight=False).print(f"[bold red]lab:[/] {exc}")
+    err_console().print(f"[bold red]lab:[/] {exc}")
     sys.exit(ExitStatus.FAILED)
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -47,12 +48,25 @@ def counted(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
+#: The width of output that is not a terminal and has no ``COLUMNS``.
+PIPE_WIDTH = 120
+
+
+def width(stream: TextIO) -> int | None:
+    """The width to lay out for: ``COLUMNS`` when it is a positive number (a terminal's
+    own size otherwise), :data:`PIPE_WIDTH` for a pipe or file without it."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and 0 < int(columns) < 10_000:
+        return max(int(columns), 20)
+    return None if stream.isatty() else PIPE_WIDTH
+
+
 def console() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    return Console(highlight=False, width=width(sys.stdout))
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+    return Console(stderr=True, highlight=False, width=width(sys.stderr))
 
 
 def read_inventory(path: str) -> Inventory:

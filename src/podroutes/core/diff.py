@@ -6,7 +6,10 @@ that matters. The rules (docs/architecture.md, "Rules the routes follow"):
 
 - podroutes only ever deletes or rewrites routes carrying its own protocol number;
 - a foreign route with the same destination and gateway is adopted (``replace`` re-tags
-  it in place, so traffic never stops);
+  it in place, so traffic never stops), unless it carries more than a gateway
+  (``src``, ``mtu``, ``initcwnd``, ...: ``Route.extras``): ``ip -j route`` cannot say all
+  of it (``mtu lock`` prints as ``mtu``), so a rewrite could not keep it; such a route is
+  a conflict, left alone unless forced;
 - a foreign route with the same destination and another gateway is a conflict, left alone
   unless forced; only routes in the slot podroutes writes to (the family's default metric)
   count: a foreign route at another metric coexists with ours and is never drift;
@@ -206,7 +209,8 @@ def diff(
             statuses.append(RouteStatus(RouteState.WRONG_GATEWAY, dst, gateway, owned[0], via))
             changes.append(Change(Action.CHANGE, dst, gateway, protocol, owned[0], via))
             extra = owned[1:]
-        elif (same := next((r for r in foreign if _leads_to(r, gateway)), None)):
+        elif (same := next((r for r in foreign if _leads_to(r, gateway)), None)) \
+                and not same.extras:
             statuses.append(RouteStatus(RouteState.UNOWNED, dst, gateway, same, via))
             changes.append(Change(Action.ADOPT, dst, gateway, protocol, same, via))
         elif foreign:

@@ -162,7 +162,33 @@ def entry_route(
         nexthops,
         str(entry["pref"]) if "pref" in entry else None,
         _expires(entry.get("expires")),
+        _extras(entry) if len(entry) > len(_PLAIN_KEYS & entry.keys()) else (),
     )
+
+
+#: ``ip -j route`` keys a :class:`Route` holds (or that say nothing a rewrite would drop:
+#: ``flags`` are the kernel's state, ``pref`` and ``expires`` are kept as fields).
+_PLAIN_KEYS = frozenset({"dst", "gateway", "dev", "protocol", "table", "metric", "type",
+                         "scope", "flags", "nexthops", "pref", "expires"})
+
+
+def _extras(entry: dict[str, Any]) -> tuple[str, ...]:
+    """What else a route carries, in ``ip route`` words, for keys outside _PLAIN_KEYS."""
+    out: list[str] = []
+    for key, value in entry.items():
+        if key in _PLAIN_KEYS:
+            continue
+        if key == "prefsrc":
+            out.append(f"src {value}")
+        elif key == "metrics" and isinstance(value, list):
+            for metrics in value:
+                if isinstance(metrics, dict):
+                    out += [k if v is None else f"{k} {v}" for k, v in metrics.items()]
+        elif key == "flow" and isinstance(value, dict):
+            out += [f"realm {v}" if k == "to" else f"realm {k} {v}" for k, v in value.items()]
+        else:
+            out.append(str(key))
+    return tuple(out)
 
 
 def _scope(entry: dict[str, Any], family: Family) -> str:

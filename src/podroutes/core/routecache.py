@@ -155,7 +155,8 @@ def _learn(tails: dict[str, Rest], tail: str, route: Route) -> Rest | None:
     if '"dst"' in tail or '"gateway"' in tail:
         return None
     rest = tails[tail] = (route.dev, route.protocol, route.table, route.metric, route.type,
-                          route.scope, route.onlink, route.nexthops, route.pref, route.expires)
+                          route.scope, route.onlink, route.nexthops, route.pref, route.expires,
+                          route.extras)
     return rest
 
 
