@@ -7,7 +7,7 @@ cd "$REPO"
 
 APT_PACKAGES=(python3 python3-venv python3-pip openssh-server openssh-client iproute2
               iputils-ping iptables nftables procps util-linux
-              systemd dbus ifupdown netplan.io)
+              systemd dbus ifupdown netplan.io tmux)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 

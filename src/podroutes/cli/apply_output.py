@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
 from podroutes.cli.options import counted
+from podroutes.cli.tables import NARROW, Cell, Column, print_table
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
@@ -143,28 +145,31 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
         _print_conflicts(out, outcomes)
         out.print("[dim]dry run: nothing was changed[/]")
         return
-    table = Table(title="podroutes apply")
-    table.add_column("host")
-    for name in ("added", "changed", "adopted", "removed", "unchanged", "conflicts"):
-        table.add_column(name, justify="right")
-    table.add_column("result")
+    narrow = out.width < NARROW
+    headers = (("add", "change", "adopt", "remove", "same", "conflict") if narrow else
+               ("added", "changed", "adopted", "removed", "unchanged", "conflicts"))
+    columns = (Column("host", no_wrap=True), *(Column(h, right=True) for h in headers),
+               Column("result", no_wrap=True))
+    rows: list[list[Cell]] = []
     total_changes = 0
     for o in outcomes:
         if o.before is None:
-            table.add_row(o.host.name, *[""] * 6, f"[red]failed: {o.error}[/]")
+            rows.append([o.host.name, *[""] * 6, Text("failed", "red")])
             continue
         c = counts(o.before)
         total_changes += len(o.before.changes)
         final = o.after or o.before
         only_conflicts = all(s.state in (RouteState.IN_SYNC, RouteState.CONFLICT)
                              for s in final.statuses)
-        result = ("[green]converged[/]" if o.converged else
-                  f"[red]failed: {o.error}[/]" if o.error else
-                  "[yellow]conflict left alone[/]" if only_conflicts else "[red]not converged[/]")
-        table.add_row(o.host.name, str(c["add"]), str(c["change"] + c["override"]),
-                      str(c["adopt"]), str(c["remove"]), str(c["unchanged"]),
-                      str(c["conflicts"]), result)
-    out.print(table)
+        result = (Text("converged", "green") if o.converged else
+                  Text("failed", "red") if o.error else
+                  Text("conflict left alone", "yellow") if only_conflicts
+                  else Text("not converged", "red"))
+        rows.append([o.host.name, str(c["add"]), str(c["change"] + c["override"]),
+                     str(c["adopt"]), str(c["remove"]), str(c["unchanged"]),
+                     str(c["conflicts"]), result])
+    print_table(out, "podroutes apply", columns, rows)
+    _print_errors(out, outcomes)
     for o in outcomes:
         for f in o.failed:
             out.print(f"[red]{o.host.name}[/]: {f.outcome}: ip {f.change.batch_line()}",
@@ -181,6 +186,13 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
                   f"{counted(total_changes, 'change')} sent")
 
 
+def _print_errors(out: Console, outcomes: list[HostOutcome]) -> None:
+    """Why each failed host failed: prose below the table, wrapped at words."""
+    for o in outcomes:
+        if o.error:
+            out.print(f"[red]{o.host.name}[/]: failed: " + escape(o.error))
+
+
 def _print_conflicts(out: Console, outcomes: list[HostOutcome]) -> None:
     for o in outcomes:
         final = o.after or o.before
@@ -188,16 +200,22 @@ def _print_conflicts(out: Console, outcomes: list[HostOutcome]) -> None:
             out.print(f"[yellow]{o.host.name}[/]: " + _conflict_line(s), markup=True)
 
 
-def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
-    table = Table(title="podroutes status")
-    for column in ("host", "destination", "desired", "actual", "state"):
-        table.add_column(column)
+def print_status(out: Console, outcomes: list[HostOutcome], full: bool = False) -> None:
+    """Rows that are not simply in sync (every row with ``full``), one line naming the
+    hosts that are in sync, and why unreachable hosts could not be read."""
+    columns = (Column("host", no_wrap=True), Column("destination", no_wrap=True),
+               Column("desired"), Column("actual"), Column("state"))
+    rows: list[list[Cell]] = []
+    in_sync: list[str] = []
     for o in outcomes:
         if o.before is None:
-            table.add_row(o.host.name, "", "", "", f"[red]unreachable: {o.error}[/]")
-            table.add_section()
+            rows.append([o.host.name, "", "", "", Text("unreachable", "red")])
             continue
-        for index, s in enumerate(o.before.statuses):
+        if o.before.in_sync and not o.paths:
+            in_sync.append(o.host.name)
+        for s in o.before.statuses:
+            if s.state is RouteState.IN_SYNC and not full:
+                continue
             actual = ""
             if s.observed is not None:
                 gw = s.observed.gateway or s.observed.type
@@ -207,17 +225,25 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
                 if s.observed.extras and s.state is RouteState.CONFLICT:
                     actual += " " + " ".join(s.observed.extras)
             desired = f"via {s.desired_gateway} ({s.via_host})" if s.desired_gateway else "-"
-            style = _STATE_STYLE[s.state]
-            table.add_row(o.host.name if index == 0 else "", str(s.dst), desired, actual,
-                          f"[{style}]{s.state}[/]")
-        for index, i in enumerate(o.paths):
-            first = index == 0 and not o.before.statuses
-            table.add_row(o.host.name if first else "", str(i.part), i.wanted,
-                          i.detail, f"[red]{i.state}[/]")
-        if not o.before.statuses and not o.paths:
-            table.add_row(o.host.name, "", "", "", "[green]in sync[/] (no routes needed)")
-        table.add_section()
-    out.print(table)
+            rows.append([o.host.name, str(s.dst), desired, actual,
+                         Text(str(s.state), _STATE_STYLE[s.state])])
+        for i in o.paths:
+            rows.append([o.host.name, str(i.part), i.wanted, i.detail,
+                         Text(str(i.state), "red")])
+        if not o.before.statuses and not o.paths and full:
+            rows.append([o.host.name, "", "", "", Text("in sync (no routes needed)", "green")])
+    if rows:
+        print_table(out, "podroutes status", columns, rows, sections=True, first_only=0)
+    if in_sync and len(in_sync) < len(outcomes):
+        synced = set(in_sync)
+        routes = sum(len(o.before.statuses) for o in outcomes
+                     if o.before is not None and o.host.name in synced)
+        names = ", ".join(in_sync) if len(in_sync) <= 12 else \
+            ", ".join(in_sync[:10]) + f" and {len(in_sync) - 10} more"
+        listed = "" if full else "; --full lists them"
+        out.print(f"[green]in sync[/]: {counted(len(in_sync), 'host')} "
+                  f"({counted(routes, 'route')}{listed}): {escape(names)}")
+    _print_errors(out, outcomes)
     for o in outcomes:
         for note in o.path_notes:
             out.print(f"[yellow]{o.host.name}[/]: path verdict from the model only: {note}",
@@ -227,6 +253,10 @@ def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
     drift = sum(1 for o in outcomes if o.before and not (o.before.in_sync and not o.paths))
     down = sum(1 for o in outcomes if o.error)
     if not drift and not down:
-        out.print(f"[green]in sync[/]: all {len(outcomes)} hosts match the plan")
+        routes = sum(len(o.before.statuses) for o in outcomes if o.before is not None)
+        listed = "" if full else "; --full lists them"
+        verb = "matches" if len(outcomes) == 1 else "match"
+        out.print(f"[green]in sync[/]: all {counted(len(outcomes), 'host')} {verb} the plan "
+                  f"({counted(routes, 'route')}{listed})")
     else:
         out.print(f"{counted(drift, 'host')} drifted, {down} unreachable, of {len(outcomes)}")

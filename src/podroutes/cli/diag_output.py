@@ -14,6 +14,7 @@ from rich.console import Console
 
 from podroutes.cli.options import counted
 from podroutes.core.model import Inventory
+from podroutes.core.prose import wrap
 from podroutes.diag.findings import Finding, FixClass
 from podroutes.diag.probe import PROVES
 from podroutes.diag.trace import Disagreement, KernelAnswer, Trace
@@ -102,17 +103,21 @@ def print_doctor(out: Console, report: DoctorReport, inventory: Inventory) -> No
         out.print(f"[bold]{host.name}[/] ({address}): {len(findings)} finding"
                   f"{'s' * (len(findings) != 1)}")
         for f in findings:
+            what = wrap(f.what, out.width, f"  ✗ {f.kind}: ", "      ")
             out.print(f"  [red]✗[/] [bold]{f.kind}[/]: ", end="")
-            out.print(f.what, markup=False, soft_wrap=True)
+            out.print("\n".join([what[0][len(f"  ✗ {f.kind}: "):], *what[1:]]),
+                      markup=False, soft_wrap=True)
             if f.kind in explained:
                 out.print(f"      why: as for {f.kind} above", markup=False)
             else:
-                out.print(f"      why: {f.why}", markup=False, soft_wrap=True)
+                out.print("\n".join(wrap(f.why, out.width, "      why: ")), markup=False,
+                          soft_wrap=True)
                 explained.add(f.kind)
-            for command in f.fix:
+            for command in f.fix:  # a command to copy: one line, never wrapped
                 out.print(f"      fix: {command}", markup=False, soft_wrap=True)
             if f.note:
-                out.print(f"      note: {f.note}", markup=False, soft_wrap=True)
+                out.print("\n".join(wrap(f.note, out.width, "      note: ")), markup=False,
+                          soft_wrap=True)
             out.print(f"      ({_HOW[f.fix_class]})", style="dim", markup=False)
         out.print()
     healthy = [h.name for h in inventory if h.name not in by_host and h.name not in
@@ -142,8 +147,8 @@ def print_doctor(out: Console, report: DoctorReport, inventory: Inventory) -> No
 def print_trace(out: Console, result: Trace, inv: Inventory, answers: dict[int, KernelAnswer],
                 disagreements: dict[int, Disagreement]) -> None:
     addresses = {h.name: ", ".join(str(a) for a in h.addresses) for h in inv}
-    out.print(draw(result, addresses, answers, disagreements), markup=False, end="",
-              soft_wrap=True)
+    out.print(draw(result, addresses, answers, disagreements, out.width), markup=False,
+              end="", soft_wrap=True)
     for d in disagreements.values():
         out.print(f"[red]✗ {d.host}[/]: the kernel answers ", end="")
         out.print(f"{d.kernel}, the simulation says {d.expected}", markup=False)

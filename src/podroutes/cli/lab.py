@@ -58,11 +58,14 @@ def up_command(name: str, nodes: int, pods_per_node: int, dual_stack: bool,
     out.print(f"[green]lab {name!r} is up[/]{extra}: jumpbox, "
               f"server, {nodes} nodes, {nodes * pods_per_node} pods, "
               f"{len(spec.machines())} sshd")
-    out.print(f"  inventory   {d}/machines.txt  (YAML: {d}/inventory.yaml)")
-    out.print(f"  ssh config  {d}/ssh_config  (ssh -F {d}/ssh_config server)")
-    out.print(f"  apply from the jumpbox: podroutes lab exec --name {name} jumpbox -- "
-              f"podroutes apply -i {d}/machines.txt --ssh-config {d}/ssh_config "
-              "--ssh-target hostname")
+    # paths and commands to copy: each on a line of its own, never wrapped
+    out.print(f"  inventory:  {d}/machines.txt", soft_wrap=True)
+    out.print(f"  (YAML:      {d}/inventory.yaml)", soft_wrap=True)
+    out.print(f"  ssh config: {d}/ssh_config", soft_wrap=True)
+    out.print("  apply from the jumpbox:")
+    out.print(f"    podroutes lab exec --name {name} jumpbox -- podroutes apply "
+              f"-i {d}/machines.txt --ssh-config {d}/ssh_config --ssh-target hostname",
+              soft_wrap=True, markup=False)
 
 
 @lab.command("down")

@@ -145,19 +145,13 @@ def print_plan_summary(route_plan: RoutePlan) -> None:
 
 
 def print_plan_table(route_plan: RoutePlan) -> None:
-    from rich.table import Table
+    from podroutes.cli.tables import Column, print_table
 
-    table = Table(title=f"Pod network routes for {route_plan.inventory.source}")
-    for column in ("host", "destination", "gateway", "meaning"):
-        table.add_column(column)
-    previous = None
-    for host, dst, gateway, meaning in render.plan_rows(route_plan):
-        if previous is not None and host != previous:
-            table.add_section()
-        table.add_row(host if host != previous else "", dst, gateway, meaning)
-        previous = host
+    columns = (Column("host", no_wrap=True), Column("destination", no_wrap=True),
+               Column("gateway", no_wrap=True), Column("meaning", optional=True))
     out = console()
-    out.print(table)
+    print_table(out, f"Pod network routes for {route_plan.inventory.source}", columns,
+                render.plan_rows(route_plan), sections=True, first_only=0)
     out.print(f"{len(route_plan.inventory)} hosts, {route_plan.route_count()} routes")
 
 
@@ -242,9 +236,11 @@ def host_progress(total: int, verb: str, quiet: bool, states: Mapping[str, HostS
 @click.option("--persist-format", type=click.Choice(["auto", *(m.value for m in Manager)]),
               default="auto", show_default=True,
               help="With --check-persist: the manager to read (as persist --format).")
+@click.option("--full", is_flag=True,
+              help="List every route, also those in sync (by default: only what differs).")
 @handle_errors
 def status_command(inventory: str, protocol: int, as_json: bool, check_persist: bool,
-                   persist_format: str, host_options: HostOptions) -> None:
+                   persist_format: str, full: bool, host_options: HostOptions) -> None:
     """Show desired against actual routes on every host."""
     reached = reach(host_options, inventory, protocol)
     transport, only = reached.transport, reached.only
@@ -273,7 +269,7 @@ def status_command(inventory: str, protocol: int, as_json: bool, check_persist: 
                 host["persistence"] = persistence_json(persistence[host["host"]])
         click.echo(json.dumps({"hosts": hosts}, indent=2))
     else:
-        print_status(console(), outcomes)
+        print_status(console(), outcomes, full)
         if persistence is not None:
             print_persistence(console(), list(persistence.values()))
     unpersisted = persistence is not None and not all(p.in_sync for p in persistence.values())

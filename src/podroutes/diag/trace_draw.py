@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from podroutes.core.model import PROTOCOL_NAMES, Route
+from podroutes.core.prose import wrap
 from podroutes.diag.trace import Disagreement, EndpointKind, Hop, KernelAnswer, Outcome, Trace
 
 _PROTO = {number: name for name, number in PROTOCOL_NAMES.items()}
@@ -40,7 +41,16 @@ def _endpoint(trace: Trace, which: str) -> str:
                                        f" ({e.host})")
 
 
-def _box(title: str, lines: Sequence[str]) -> list[str]:
+def _box(title: str, lines: Sequence[str], limit: int | None = None) -> list[str]:
+    """A framed box; with ``limit``, no wider than that: longer lines wrap at spaces,
+    continued under the text after their label (``match: ``)."""
+    if limit is not None:
+        fitted: list[str] = []
+        for line in lines:
+            label = len(line) - len(line[line.find(":") + 1:].lstrip()) \
+                if 0 < line.find(":") < 24 else 0
+            fitted += wrap(line, limit - 4, "", " " * min(label, 12))
+        lines = fitted
     width = max([len(title) + 4, *(len(line) + 2 for line in lines)]) + 1
     top = f"┌─ {title} " + "─" * (width - len(title) - 3) + "┐"
     body = [f"│ {line}" + " " * (width - len(line) - 1) + "│" for line in lines]
@@ -76,18 +86,21 @@ def _hop_lines(hop: Hop, trace: Trace, answer: KernelAnswer | None,
 
 def draw(trace: Trace, addresses: Mapping[str, str],
          answers: Mapping[int, KernelAnswer] | None = None,
-         disagreements: Mapping[int, Disagreement] | None = None) -> str:
+         disagreements: Mapping[int, Disagreement] | None = None,
+         width: int | None = None) -> str:
     """The journey as text. ``addresses`` names each host's node address for box titles;
-    ``answers``/``disagreements`` are per hop index (``--live``)."""
-    out = [f"{_endpoint(trace, 'src')} → {_endpoint(trace, 'dst')}, "
-           f"through the {'planned' if trace.source == 'plan' else 'observed'} tables", ""]
+    ``answers``/``disagreements`` are per hop index (``--live``); ``width``, if given,
+    is the widest a line may be (boxes wrap their lines to fit)."""
+    out = [*wrap(f"{_endpoint(trace, 'src')} → {_endpoint(trace, 'dst')}, through the "
+                 f"{'planned' if trace.source == 'plan' else 'observed'} tables", width), ""]
     if trace.src.kind is EndpointKind.POD:
         out += [f"  pod {trace.src.address}", "      │ default route to its node's bridge",
                 "      ▼"]
     for index, hop in enumerate(trace.hops):
         title = f"{hop.host}  {addresses.get(hop.host, '')}".rstrip()
         answer = (answers or {}).get(index)
-        out += _box(title, _hop_lines(hop, trace, answer, (disagreements or {}).get(index)))
+        out += _box(title, _hop_lines(hop, trace, answer, (disagreements or {}).get(index)),
+                    width)
         if hop.next_host is not None and index + 1 < len(trace.hops):
             out += [f"      │ {hop.route.dev if hop.route else ''} → {hop.next_address}",
                     "      ▼"]
@@ -100,7 +113,7 @@ def draw(trace: Trace, addresses: Mapping[str, str],
     elif trace.outcome is Outcome.LEFT_CLUSTER and last is not None:
         out += ["      │", "      ▼", f"  {last.next_address} (outside the inventory) ↗"]
     mark = _MARK.get(trace.outcome, "✗")
-    out += ["", f"{mark} {trace.outcome}: {trace.reason}"]
+    out += ["", *wrap(f"{trace.outcome}: {trace.reason}", width, f"{mark} ")]
     return "\n".join(out) + "\n"
 
 
