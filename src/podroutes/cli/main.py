@@ -96,13 +96,25 @@ def main(debug: bool) -> None:
 @click.option("--ssh-user", default="root", show_default=True, help="For --format script.")
 @click.option("--ssh-target", type=click.Choice([k.value for k in SshTargetKind]),
               default="hostname", show_default=True, help="For --format script.")
-@click.option("--full", is_flag=True, help="Table: one row per route even for huge plans.")
+@click.option("--full", is_flag=True,
+              help="Every route even for huge plans: a table row per route; json, script "
+                   "and batch above 1,000,000 routes.")
 @handle_errors
 def plan_command(inventory: str, protocol: int, as_json: bool, fmt: str, ssh_user: str,
                  ssh_target: str, full: bool) -> None:
     """Validate the inventory and print each host's desired routes."""
     check_protocol(protocol)
     route_plan = plan(read_inventory(inventory))
+    if (as_json or fmt != "table") and not full and \
+            (count := route_plan.route_count()) > STREAM_ROUTE_LIMIT:
+        # say the size before streaming minutes of output nobody asked for knowingly
+        per_route = {"json": 95, "script": 60, "batch": 55}["json" if as_json else fmt]
+        err_console().print(
+            f"plan: {len(route_plan.inventory):,} hosts need {count:,} routes (about "
+            f"{count * per_route / 1e9:,.1f} GB as {'json' if as_json else fmt}); more than "
+            f"{STREAM_ROUTE_LIMIT:,}: pass --full to stream them all, or use the table "
+            "(one row per host)")
+        sys.exit(ExitStatus.INVALID)
     if as_json or fmt == "json":
         write_chunks(render.iter_plan_json(route_plan, protocol))
     elif fmt == "script":
@@ -118,6 +130,8 @@ def plan_command(inventory: str, protocol: int, as_json: bool, fmt: str, ssh_use
 
 #: Above this many routes, ``plan`` prints one row per host instead of one per route.
 TABLE_ROUTE_LIMIT = 2000
+#: Above this many routes, the streamed formats need ``--full`` (1,000 full-mesh nodes).
+STREAM_ROUTE_LIMIT = 1_000_000
 
 
 def write_chunks(chunks: Iterable[str]) -> None:
