@@ -166,3 +166,17 @@ def test_without_any_pod_cidr_in_the_cluster_only_names_and_addresses_are_compar
         (DisagreementKind.ADDRESS, "node-1")]
     assert result.notices == ()  # not one "no pod CIDR" per node: NO_POD_CIDRS, once
     assert "--allocate-node-cidrs" in NO_POD_CIDRS
+
+
+def test_a_node_name_that_is_no_rfc_1123_name_is_never_a_host() -> None:
+    """The API server never stores one; a double or a proxy could send one, and the name
+    may become an SSH target (--ssh-target hostname)."""
+    with pytest.raises(InventoryError) as err:
+        strict_inventory([node("node-0", "192.168.10.101", ["10.200.0.0/24"]),
+                          node("-oProxyCommand=x", "192.168.10.102", ["10.200.1.0/24"])])
+    assert [p.field for p in err.value.problems] == ["nodes/-oProxyCommand=x"]
+    assert "is not an RFC 1123 name" in err.value.problems[0].message
+    result = compare(load(MACHINES, "machines.txt"),
+                     [node("node-0", "192.168.10.101", ["10.200.0.0/24"]),
+                      node("Node_1", "192.168.10.102", ["10.200.1.0/24"])])
+    assert [(n.node, n.kind) for n in result.notices] == [("Node_1", NoticeKind.BAD_NAME)]

@@ -26,7 +26,10 @@ from podroutes.inventory.kubernetes import NO_POD_CIDRS, Comparison, compare, st
 def _nodes(kubeconfig: str | None) -> list[dict[str, Any]]:
     from podroutes.agent.kube import list_nodes  # lightkube and httpx load only here
 
-    objects, _ = list_nodes(kubeconfig)
+    try:
+        objects, _ = list_nodes(kubeconfig)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; no host was contacted") from exc
     return objects
 
 
