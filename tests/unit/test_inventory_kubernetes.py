@@ -77,7 +77,10 @@ def test_strict_inventory_rejects_what_the_agent_would_leave_out() -> None:
                           node("node-3", "192.168.10.104", ["10.200.3.5/24"])])
     shown = [str(p) for p in err.value.problems]
     assert any(s.startswith("kubernetes:0: nodes/node-1: has no InternalIP") for s in shown)
-    assert any(": left out: pod CIDR" in s and "overlaps" in s for s in shown), shown
+    # node-2 is the newer of two overlapping claims: it is the one left out, whichever
+    # CIDR sorts first (node-2's /23 does).
+    assert ("kubernetes:0: nodes/node-2: left out: pod CIDR 10.200.0.0/23 of node-2 overlaps "
+            "10.200.0.0/24 of node-0 (line 1)") in shown, shown
     assert any("nodes/node-3: pod CIDR '10.200.3.5/24' is not a network address" in s
                for s in shown)
 

@@ -195,7 +195,7 @@ def nodes_inventory(nodes: Iterable[NodeLike]) -> tuple[Inventory, tuple[Notice,
              if (h := _host(node, line, notices)) is not None]
     # Leaving a host out never creates a problem for another, so each round removes at
     # least one host and the loop ends (usually after one round).
-    while problems := validate(hosts):
+    while problems := validate(hosts, later_loses=True):
         rejected: dict[int, str] = {}
         for problem in problems:
             rejected.setdefault(problem.line, problem.message)
