@@ -156,3 +156,31 @@ async def test_a_silent_watch_is_presumed_dead_and_lists_again(
         task.cancel()
         await admin.close()
         await cluster.close()
+
+
+async def test_nodes_without_pod_cidrs_are_said_plainly_at_start_up(
+        kmock: kmock.KubernetesEmulator, kubeconfig: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Upstream Kubernetes the Hard Way: no --allocate-node-cidrs, so no Node has a pod
+    CIDR. The agent's first list says so and points to its inventory-file mode."""
+    admin = AsyncClient(load_config(str(kubeconfig)))
+    for number in (0, 1):
+        await admin.create(Node.from_dict(node(f"node-{number}", f"192.168.10.10{number + 1}",
+                                               None)))
+    cluster = KubeCluster(AsyncClient(load_config(str(kubeconfig))), "node-0")
+    sink = Recorder()
+    caplog.set_level("WARNING", logger="podroutes.agent.kube")
+    task = asyncio.create_task(cluster.run(sink))
+    try:
+        await sink.next()
+        [record] = [r for r in caplog.records if r.name == "podroutes.agent.kube"]
+        assert "no Node has a pod CIDR" in record.getMessage()
+        assert "--allocate-node-cidrs" in record.getMessage()
+        assert record.getMessage().endswith("podroutes agent --inventory machines.txt")
+        await admin.create(Node.from_dict(node("node-2", "192.168.10.103", "10.200.2.0/24")))
+        await sink.next()
+        assert len([r for r in caplog.records if r.name == "podroutes.agent.kube"]) == 1
+    finally:
+        task.cancel()
+        await admin.close()
+        await cluster.close()

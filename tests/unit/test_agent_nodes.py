@@ -124,3 +124,14 @@ def test_a_large_cluster_converts_without_problems() -> None:
                       (f"100.{64 + i // 256}.{i % 256}.0/24",)) for i in range(3000)]
     cv = cluster_view(nodes)
     assert len(cv.inventory) == 3000 and cv.notices == ()
+
+
+def test_overlapping_claims_keep_the_older_node_whichever_cidr_sorts_first() -> None:
+    """The newer Node's wider CIDR sorts before the older one's: still the newer is out."""
+    cv = view(obj("old", ("InternalIP", "192.168.10.102"), cidrs=["10.200.1.0/24"],
+                  created="2026-01-01T00:00:00Z"),
+              obj("new", ("InternalIP", "192.168.10.103"), cidrs=["10.200.0.0/23"],
+                  created="2026-02-01T00:00:00Z"))
+    assert [h.name for h in cv.inventory] == ["old"]
+    [notice] = cv.skipped
+    assert notice.node == "new" and "overlaps 10.200.1.0/24 of old" in notice.message

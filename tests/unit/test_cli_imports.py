@@ -35,3 +35,13 @@ def test_options_takes_host_state_from_the_core() -> None:
     from podroutes.core.outcome import HostState
 
     assert options.HostState is HostState
+
+
+@pytest.mark.parametrize("module", ["podroutes.cli.main", "podroutes.cli.diag",
+                                    "podroutes.cli.persist"])
+def test_commands_load_kubernetes_code_only_for_a_cluster_inventory(module: str) -> None:
+    """``-i kubernetes`` imports lightkube (through ``agent.kube``) when it runs; a run with
+    an inventory file never pays for it."""
+    modules = imported_by(module)
+    assert "podroutes.cli.kubernetes" not in modules
+    assert "podroutes.agent.kube" not in modules

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import httpx2
+import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig, NotReadyError
 from lightkube.resources.core_v1 import Event, Node
 from lightkube.types import PatchType
@@ -39,6 +40,7 @@ from podroutes.agent.conditions import COMPONENT, Condition
 from podroutes.agent.nodes import ClusterView, NodeView, Sink, cluster_view, parse_node
 from podroutes.agent.triggers import node_change_reason
 from podroutes.core.errors import TransportError, UsageError
+from podroutes.inventory.kubernetes import NO_POD_CIDRS, lacks_pod_cidrs
 
 log = logging.getLogger("podroutes.agent.kube")
 
@@ -55,9 +57,14 @@ def load_config(kubeconfig: str | None) -> KubeConfig:
     """A kubeconfig file, or the in-cluster service account (then ``KUBECONFIG``)."""
     try:
         return KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
-    except (ConfigError, KeyError, OSError) as exc:
+    except (ConfigError, KeyError, OSError, yaml.YAMLError, AttributeError, TypeError,
+            ValueError) as exc:  # a file that is not a kubeconfig fails in any of these
         where = kubeconfig or "in-cluster service account, $KUBECONFIG or ~/.kube/config"
-        raise UsageError(f"cannot load the Kubernetes configuration ({where}): {exc}") from exc
+        detail = (f"it has no {exc.args[0]!r}" if isinstance(exc, KeyError)
+                  else str(exc) if isinstance(exc, ConfigError | OSError | yaml.YAMLError)
+                  else f"not a kubeconfig ({exc})")
+        raise UsageError(f"cannot load the Kubernetes configuration ({where}): "
+                         f"{detail}") from exc
 
 
 #: Extra watch parameters lightkube's ``AsyncClient.watch`` has no argument for.
@@ -180,7 +187,11 @@ class KubeCluster:
         self.events = 0
         self.resource_version = await self._list()
         self.watching = True
-        sink.publish(self.view(), f"listed {len(self.nodes)} nodes")
+        view = self.view()
+        if lacks_pod_cidrs(view.inventory):  # upstream KTHW: said plainly, at every list
+            log.warning(f"{NO_POD_CIDRS}: podroutes agent --inventory machines.txt",
+                        extra={"fields": {"nodes": len(self.nodes)}})
+        sink.publish(view, f"listed {len(self.nodes)} nodes")
         async with asyncio.timeout(self.silence) as quiet:
             async for kind, obj in self._watch(self.resource_version):
                 quiet.reschedule(asyncio.get_running_loop().time() + self.silence)
@@ -266,3 +277,38 @@ class KubeCluster:
 
 def make_client(kubeconfig: str | None) -> AsyncClient:
     return AsyncClient(load_config(kubeconfig), field_manager=COMPONENT)
+
+
+def list_nodes(kubeconfig: str | None, timeout: float = 30.0) -> tuple[list[dict[str, Any]], str]:
+    """Every Node object once (``GET /api/v1/nodes``, paged by lightkube) and the API
+    server's URL, for a CLI command's ``-i kubernetes``; no watch. Needs ``get`` and
+    ``list`` on ``nodes``. A configuration that does not load, an API server that cannot
+    be reached or that refuses the list raises :class:`UsageError` (exit 2: the inventory
+    could not be read; nothing is sent to any host)."""
+    from lightkube import Client
+
+    config = load_config(kubeconfig)
+    try:
+        single = config.get()
+    except (ConfigError, KeyError) as exc:
+        raise UsageError(f"the Kubernetes configuration has no usable context: {exc}") from exc
+    server = str(getattr(single.cluster, "server", "") if single else "") or "(no server)"
+    try:
+        client = Client(single, field_manager=COMPONENT, timeout=httpx2.Timeout(timeout))
+        try:
+            return [_dict(obj) for obj in client.list(Node)], server
+        finally:
+            client.close()
+    except (ApiError, httpx2.HTTPStatusError) as exc:
+        if isinstance(exc, ApiError):
+            code, why = getattr(getattr(exc, "status", None), "code", None), describe_error(exc)
+        else:
+            code, why = exc.response.status_code, (f"{exc.response.status_code} "
+                                                   f"{exc.response.reason_phrase}")
+        hint = ("; podroutes needs get and list on nodes (a ClusterRole bound to this user)"
+                if code in (401, 403) else "")
+        raise UsageError(f"the Kubernetes API at {server} refused to list Nodes: "
+                         f"{why}{hint}") from exc
+    except (ConfigError, *API_ERRORS) as exc:
+        raise UsageError(f"cannot list Nodes from the Kubernetes API at {server}: "
+                         f"{describe_error(exc)}") from exc

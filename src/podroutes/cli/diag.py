@@ -19,6 +19,7 @@ import click
 from podroutes.cli.diag_output import doctor_json, print_doctor, print_errors, print_trace
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
+    KUBERNETES,
     HostOptions,
     check_protocol,
     connect,
@@ -72,23 +73,43 @@ def bridge_option(func: Any) -> Any:
 @click.option("--probe", is_flag=True,
               help="Also ping from each node's bridge address to every other node's "
                    "(both families): proves the pod CIDR routes both ways, not forwarding.")
+@click.option("--compare-kubernetes", is_flag=True,
+              help="Also list the cluster's Nodes (--kubeconfig) and report where they "
+                   "disagree with the inventory file: a node on one side only, another "
+                   "pod CIDR, another address.")
 @handle_errors
 def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fix: bool,
-                   fix_firewall: bool, probe: bool, host_options: HostOptions) -> None:
+                   fix_firewall: bool, probe: bool, compare_kubernetes: bool,
+                   host_options: HostOptions) -> None:
     """Find every known cause of pods not reaching each other, on every host."""
+    if compare_kubernetes and inventory == KUBERNETES:
+        raise UsageError("--compare-kubernetes compares an inventory file with the cluster: "
+                         "give the file with -i (not -i kubernetes)")
     reached = reach(host_options, inventory, protocol)
+    comparison = None
+    if compare_kubernetes:  # read before any host is contacted: a failure exits 2 first
+        from podroutes.cli.kubernetes import compare_cluster
+        comparison = compare_cluster(reached.inventory)
     report = asyncio.run(doctor(reached.transport, plan(reached.inventory), protocol,
                                 bridge=_bridge(bridge), fix=fix, fix_firewall=fix_firewall,
                                 parallel=host_options.parallel, timeout=host_options.timeout,
                                 only=reached.only, probe=probe))
     checked = reached.covered  # --local --host NAME: that host only, never the others
     if as_json:
-        click.echo(json.dumps(doctor_json(report, checked), indent=2))
+        data = doctor_json(report, checked)
+        if comparison is not None:
+            from podroutes.cli.kubernetes import comparison_json
+            data["kubernetes"] = comparison_json(comparison)
+        click.echo(json.dumps(data, indent=2))
     else:
         print_doctor(console(), report, checked)
+        if comparison is not None:
+            from podroutes.cli.kubernetes import print_comparison
+            print_comparison(console(), comparison, reached.inventory.source)
     if report.errors:
         sys.exit(ExitStatus.FAILED)
-    sys.exit(ExitStatus.DRIFT if report.findings else ExitStatus.OK)
+    disagree = comparison is not None and bool(comparison.disagreements)
+    sys.exit(ExitStatus.DRIFT if report.findings or disagree else ExitStatus.OK)
 
 
 @click.command("trace")

@@ -69,8 +69,28 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False, width=width(sys.stderr))
 
 
+#: ``-i kubernetes``: the inventory is the cluster's Node objects (a file of that name:
+#: ``-i ./kubernetes``). See docs/inventory.md.
+KUBERNETES = "kubernetes"
+KUBECONFIG_KEY = "podroutes.kubeconfig"
+
+
+def given_kubeconfig() -> str | None:
+    """``--kubeconfig FILE`` of the running command, if given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(KUBECONFIG_KEY) if ctx is not None else None
+
+
 def read_inventory(path: str) -> Inventory:
-    """Read the inventory file (or stdin) and validate it; nothing else runs before."""
+    """Read the inventory file (or stdin, or the cluster's Nodes) and validate it; nothing
+    else runs before."""
+    if path == KUBERNETES:
+        from podroutes.cli.kubernetes import read_cluster  # lightkube loads only for this
+
+        return read_cluster(given_kubeconfig())
+    ctx = click.get_current_context(silent=True)
+    if given_kubeconfig() is not None and not (ctx and ctx.params.get("compare_kubernetes")):
+        raise UsageError("--kubeconfig goes with -i kubernetes (or doctor --compare-kubernetes)")
     source = "<stdin>" if path == "-" else path
     try:
         if path == "-":
@@ -133,12 +153,22 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _remember_kubeconfig(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[KUBECONFIG_KEY] = value
+
+
 def inventory_options(func: F) -> F:
     func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
     func = click.option("--protocol", type=int, default=DEFAULT_PROTOCOL, show_default=True,
                         help="Route protocol number that marks podroutes' own routes.")(func)
+    func = click.option("--kubeconfig", type=click.Path(dir_okay=False), metavar="FILE",
+                        expose_value=False, callback=_remember_kubeconfig,
+                        help="With -i kubernetes: the cluster's kubeconfig (default: the "
+                             "in-cluster service account, $KUBECONFIG, ~/.kube/config).")(func)
     return click.option("-i", "--inventory", required=True, metavar="PATH",
-                        help="machines.txt or YAML inventory; '-' reads stdin.")(func)
+                        help="machines.txt or YAML inventory; '-' reads stdin; 'kubernetes' "
+                             "reads the cluster's Node objects.")(func)
 
 
 @dataclass(frozen=True, slots=True)

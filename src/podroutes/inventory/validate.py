@@ -48,7 +48,10 @@ LONGEST_POD_PREFIX = {Family.V4: 30, Family.V6: 126}
 NODE_PREFIX_V6 = 64
 
 
-def validate(hosts: Sequence[Host]) -> list[Problem]:
+def validate(hosts: Sequence[Host], *, later_loses: bool = False) -> list[Problem]:
+    """Every problem of ``hosts``. Two overlapping pod CIDRs are one problem, reported on
+    the host whose CIDR comes second in address order, or with ``later_loses`` on the host
+    of the higher line (the Node mapping's newer Node: the older one keeps its CIDR)."""
     problems: list[Problem] = []
     for host in hosts:
         problems += _check_families(host)
@@ -61,7 +64,7 @@ def validate(hosts: Sequence[Host]) -> list[Problem]:
             ((c, h) for h in hosts if (c := h.pod_cidr(family)) is not None),
             key=lambda pair: (int(pair[0].network_address), pair[0].prefixlen),
         )
-        problems += _check_overlaps(owned[family], family)
+        problems += _check_overlaps(owned[family], family, later_loses)
         problems += _check_contains_node(owned[family], hosts, family)
     problems += _check_node_networks_v6(owned[Family.V6], hosts)
     problems += _check_across_families(owned[Family.V4], hosts)
@@ -116,17 +119,21 @@ def _check_duplicates(hosts: Sequence[Host]) -> list[Problem]:
     return problems
 
 
-def _check_overlaps(owned: list[tuple[IPNetwork, Host]], family: Family) -> list[Problem]:
+def _check_overlaps(owned: list[tuple[IPNetwork, Host]], family: Family,
+                    later_loses: bool = False) -> list[Problem]:
     """Sorted sweep: each CIDR is compared with the widest-reaching one before it."""
     problems: list[Problem] = []
     reach: tuple[int, IPNetwork, Host] | None = None
+    role = f"pod_cidr{family.value}"
     for cidr, host in owned:
         start, end = int(cidr.network_address), int(cidr.broadcast_address)
         if reach is not None and start <= reach[0]:
+            (mine, me), (theirs, them) = (cidr, host), (reach[1], reach[2])
+            if later_loses and them.line > me.line:
+                (mine, me), (theirs, them) = (theirs, them), (mine, me)
             problems.append(_problem(
-                host, f"pod_cidr{family.value}",
-                f"pod CIDR {cidr} of {host.name} overlaps {reach[1]} of {reach[2].name} "
-                f"(line {reach[2].where(f'pod_cidr{family.value}')[1]})"))
+                me, role, f"pod CIDR {mine} of {me.name} overlaps {theirs} of {them.name} "
+                f"(line {them.where(role)[1]})"))
         if reach is None or end > reach[0]:
             reach = (end, cidr, host)
     return problems
