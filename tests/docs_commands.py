@@ -104,10 +104,10 @@ def argvs(text: str) -> list[list[str]]:
             choices = [c for c in word.split("|") if c]
             option_value = index > 0 and words[index - 1].startswith("-")
             if option_value:  # --format a|b|c: every choice is tried
-                variants = [v + [PLACEHOLDERS.get(c, c)] for v in variants[:1]
+                variants = [[*v, PLACEHOLDERS.get(c, c)] for v in variants[:1]
                             for c in choices] + variants[1:]
             else:
-                variants = [v + [c] for v in variants for c in choices]
+                variants = [[*v, c] for v in variants for c in choices]
             continue
-        variants = [v + [PLACEHOLDERS.get(word, word)] for v in variants]
+        variants = [[*v, PLACEHOLDERS.get(word, word)] for v in variants]
     return variants
