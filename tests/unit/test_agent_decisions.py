@@ -4,6 +4,7 @@ the Node condition and Events."""
 from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,24 @@ def test_a_replaced_owned_route_says_what_it_became_and_what_the_plan_says() -> 
     assert netlink_reason(event, 147, PLAN) == (
         "owned route 10.200.1.0/24 changed to via 192.168.10.100 (the plan says via "
         "192.168.10.102)")
+
+
+def test_a_node_missing_from_an_inventory_file_is_not_called_a_node_object(
+        tmp_path: Path) -> None:
+    """In inventory-file mode there are no Node objects: the reason names the file."""
+    import asyncio
+
+    from podroutes.agent.filesource import read_view
+    from podroutes.agent.nodes import ClusterView
+    from podroutes.agent.reconciler import Reconciler
+    from podroutes.remote.transport import LocalTransport
+
+    path = tmp_path / "machines.txt"
+    path.write_text("192.168.10.100 server.k server\n")
+    view = read_view(path)  # what the agent's file source publishes
+    reconciler = Reconciler("node-9", 147, LocalTransport())
+    from_file = asyncio.run(reconciler.reconcile(view))
+    assert from_file.error == (f"node node-9 is not in the plan: {path} has no host by "
+                               "this name")
+    from_nodes = asyncio.run(reconciler.reconcile(ClusterView(view.inventory)))
+    assert from_nodes.error is not None and "no Node object by this name" in from_nodes.error

@@ -29,7 +29,8 @@ def read_view(path: Path) -> ClusterView:
         data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise ValueError(f"{path}: larger than {MAX_BYTES >> 20} MiB")
-    return ClusterView(load(data.decode("utf-8", errors="replace"), str(path)))
+    return ClusterView(load(data.decode("utf-8", errors="replace"), str(path)),
+                       from_nodes=False)
 
 
 class InventoryFileSource:

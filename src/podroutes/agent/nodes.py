@@ -54,6 +54,8 @@ class ClusterView:
 
     inventory: Inventory
     notices: tuple[Notice, ...] = ()
+    #: Made from Node objects (``False``: from an inventory file, where hosts are lines).
+    from_nodes: bool = True
 
     @property
     def skipped(self) -> tuple[Notice, ...]:

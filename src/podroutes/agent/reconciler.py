@@ -126,7 +126,9 @@ class Reconciler:
 
     def _not_routable(self, view: ClusterView) -> ReconcileResult:
         notes = [n.message for n in view.notices if n.node == self.node]
-        why = notes[-1] if notes else "there is no Node object by this name"
+        why = notes[-1] if notes else ("there is no Node object by this name"
+                                       if view.from_nodes else
+                                       f"{view.inventory.source} has no host by this name")
         return ReconcileResult(SyncVerdict(False, Reason.NOT_ROUTABLE,
                                            f"node {self.node} is not in the plan: {why}"),
                                error=f"node {self.node} is not in the plan: {why}")
