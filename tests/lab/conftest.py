@@ -110,13 +110,22 @@ def make_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
     return labmod.up(labmod.LabSpec(name=unique_name(), nodes=nodes, pods_per_node=pods))
 
 
+def teardown(spec: labmod.LabSpec) -> None:
+    """Take the lab down and check that no ssh connection master (podroutes' connection
+    reuse) is left running in any of its namespaces."""
+    inodes = labmod.namespace_inodes(spec)
+    labmod.down(spec)
+    left = labmod.ssh_masters(inodes)
+    assert not left, f"ssh masters left after lab down: {left}"
+
+
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     spec = make_lab()
     try:
         yield Lab(spec)
     finally:
-        labmod.down(spec)
+        teardown(spec)
 
 
 def make_dual_stack_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
@@ -131,7 +140,7 @@ def dual_lab() -> Iterator[Lab]:
     try:
         yield Lab(spec)
     finally:
-        labmod.down(spec)
+        teardown(spec)
 
 
 def cross_node(failures: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
