@@ -5,7 +5,8 @@ namespace of its own), a ``cni0`` bridge with pods on every node, and a real ``s
 machine; with ``dual_stack`` every machine and pod also gets an IPv6 address and every
 node an IPv6 pod CIDR. It is both a user feature (``podroutes lab``) and the test bed.
 Every namespace is named ``<lab>-<machine>``; links live only inside those namespaces,
-so the root namespace is never touched. ``down`` removes exactly what ``lab.json`` lists.
+so the root namespace is never touched. ``down`` removes exactly what ``lab.json`` lists,
+after closing the ssh masters (connection reuse) left running in the lab's namespaces.
 The addresses and the inventory texts are values from :mod:`podroutes.lab.topology`.
 """
 
