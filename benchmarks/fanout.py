@@ -50,6 +50,7 @@ import glob
 import json
 import os
 import platform
+import resource
 import secrets
 import shlex
 import shutil
@@ -192,18 +193,22 @@ def warm_table(summaries: Mapping[str, Summary], labels: Mapping[str, str],
     """podroutes' warm commands next to their ansible-core peer, with the targets."""
     mark = " (*shared*)" if shared else ""
     out = ["| command (warm) | runs ok | median | min | max | target | ansible-core warm, "
-           "same reads (median) | podroutes faster by | target |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "same reads (median) | podroutes faster by | target | controller CPU, podroutes "
+           "/ ansible (median) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for key, peer, wall, ratio in WARM_PAIRS:
         s, a = summaries.get(key), summaries.get(peer)
         if s is None:
             continue
         n = f"{len(s.times)}/{len(s.times) + len(s.failures)}"
         if not s.times:
-            out.append(f"| {labels[key]} | {n} | failed | | | | | | |")
+            out.append(f"| {labels[key]} | {n} | failed | | | | | | | |")
             continue
         met = "met" if s.median <= wall else "not met"
         peer_cell = times = verdict = ""
+        cpu = f"{statistics.median(s.cpu):.2f} s" if s.cpu else ""
+        if a is not None and a.cpu:
+            cpu += f" / {statistics.median(a.cpu):.2f} s"
         if a is not None and a.times:
             peer_cell = f"{a.median:.2f} s ({labels[peer]})"
             x = speedup(a.median, s.median)
@@ -211,7 +216,7 @@ def warm_table(summaries: Mapping[str, Summary], labels: Mapping[str, str],
             verdict = f"≥ {ratio:g}x: {'met' if x >= ratio else 'not met'}"
         out.append(f"| {labels[key]} | {n} | **{s.median:.3f} s**{mark} | {min(s.times):.3f} s "
                    f"| {max(s.times):.3f} s | ≤ {wall:g} s: {met} | {peer_cell} | {times} | "
-                   f"{verdict} |")
+                   f"{verdict} | {cpu} |")
     return "\n".join(out)
 
 
@@ -238,6 +243,9 @@ def ansible_cfg(workdir: Path, ssh_config: str, forks: int = ANSIBLE_FORKS) -> s
 class Summary:
     times: list[float]
     failures: list[str] = field(default_factory=list)
+    #: CPU seconds (user + sys) of the controller's process tree per ok run: the command
+    #: and the children it waited for (its ssh clients; not ssh masters, not sshd).
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -558,7 +566,10 @@ def measure(methods: Sequence[tuple[str, str, Callable[[], tuple[float, str | No
         for key, label, method in order:
             if cold:
                 bench.make_cold()
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             elapsed, error = method()
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
             wrong = bench.verify()
             if wrong and error is None:
                 error = f"routes wrong after the run: {wrong[0]} (+{len(wrong) - 1} hosts)"
@@ -571,6 +582,7 @@ def measure(methods: Sequence[tuple[str, str, Callable[[], tuple[float, str | No
                 results[key].failures.append(error)
             else:
                 results[key].times.append(elapsed)
+                results[key].cpu.append(cpu)
     return results
 
 
@@ -702,7 +714,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  lambda: b.podroutes_apply(noop=False)),
             ]
         methods = [m for m in catalogue if m[0] in wanted]
-        results = measure(methods, b, args.runs, args.warmup, cold=not args.noop)
+        results = measure(methods, b, args.runs, args.warmup,
+                          cold=not (args.noop or args.warm))
     finally:
         if bench is not None:
             for control in bench.control_dirs:
@@ -735,6 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "podroutes_bytecode_cache": not args.no_bytecode_cache,
         "methods": {key: {"label": label, "times": [round(t, 4) for t in s.times],
                           "failures": s.failures,
+                          "cpu": [round(c, 4) for c in s.cpu],
                           "median": round(s.median, 4) if s.times else None,
                           "min": round(min(s.times), 4) if s.times else None,
                           "max": round(max(s.times), 4) if s.times else None}

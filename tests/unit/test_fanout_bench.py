@@ -106,12 +106,13 @@ def test_warm_reads_are_what_status_and_doctor_read(fanout: ModuleType) -> None:
 
 def test_warm_table_puts_each_command_next_to_its_ansible_peer(fanout: ModuleType) -> None:
     s = fanout.Summary
-    results = {"podroutes-status": s([0.3, 0.35, 0.32]), "podroutes-apply": s([0.5]),
-               "podroutes-doctor": s([], ["exit 1: boom"]), "ansible-read": s([6.0, 6.4]),
-               "ansible-doctor": s([7.0])}
+    results = {"podroutes-status": s([0.3, 0.35, 0.32], cpu=[0.2, 0.3, 0.25]),
+               "podroutes-apply": s([0.5]), "podroutes-doctor": s([], ["exit 1: boom"]),
+               "ansible-read": s([6.0, 6.4], cpu=[5.0, 5.5]), "ansible-doctor": s([7.0])}
     labels = {k: k.upper() for k in results}
     table = fanout.warm_table(results, labels, shared=True).splitlines()
     assert table[2].startswith("| PODROUTES-STATUS | 3/3 | **0.320 s** (*shared*) | 0.300 s")
-    assert "≤ 0.4 s: met | 6.20 s (ANSIBLE-READ) | 19.4x | ≥ 15x: met |" in table[2]
+    assert ("≤ 0.4 s: met | 6.20 s (ANSIBLE-READ) | 19.4x | ≥ 15x: met | 0.25 s / 5.25 s |"
+            in table[2])
     assert "≤ 0.4 s: not met" in table[3] and "12.4x | ≥ 15x: not met" in table[3]
-    assert table[4] == "| PODROUTES-DOCTOR | 0/1 | failed | | | | | | |"
+    assert table[4] == "| PODROUTES-DOCTOR | 0/1 | failed | | | | | | | |"
