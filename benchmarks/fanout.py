@@ -446,11 +446,12 @@ class Bench:
                 return elapsed, f"no-op apply changed {changed}"
         return elapsed, None
 
-    def podroutes_read(self, command: str) -> tuple[float, str | None]:
-        """A warm ``podroutes status|doctor --json`` (reuse on, the default persistence):
-        exit 0 and every host answered, or the run failed."""
+    def podroutes_read(self, command: str, persist: int = 60) -> tuple[float, str | None]:
+        """A warm ``podroutes status|doctor --json`` (reuse on, the default persistence;
+        ``persist`` 0: a cold one): exit 0 and every host answered, or the run failed."""
         argv = [*self.jumpbox, *self.podroutes, command, "-i", self.inventory, "--ssh-config",
-                self.ssh_config, "--ssh-target", "hostname", "--json", "--ssh-persist", "60"]
+                self.ssh_config, "--ssh-target", "hostname", "--json", "--ssh-persist",
+                str(persist)]
         started = time.monotonic()
         done = run(argv, env=self.podroutes_env)
         elapsed = time.monotonic() - started
@@ -620,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted -= {"ansible-shell", "ansible-raw"}
     if args.warm:
         wanted = {"podroutes-status", "podroutes-apply", "podroutes-doctor", "ansible-read",
-                  "ansible-doctor"} if args.methods == "all" else wanted
+                  "ansible-doctor", "podroutes-status-cold"} if args.methods == "all" else wanted
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     load_before, busy_before = loadavg(), busy_fraction()
     print(f"load average {load_before}, CPU busy {busy_before:.0%} before", file=sys.stderr)
@@ -667,6 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  lambda: b.podroutes_apply(noop=True, persist=60)),
                 ("podroutes-doctor", "`podroutes doctor --json`",
                  lambda: b.podroutes_read("doctor")),
+                ("podroutes-status-cold", "`podroutes status --json --ssh-persist 0`",
+                 lambda: b.podroutes_read("status", persist=0)),
                 ("ansible-read", f"ansible-core {aversion} `shell`: both route tables",
                  lambda: b.ansible_warm(venv, "read")),
                 ("ansible-doctor", f"ansible-core {aversion} `shell`: doctor's reads",
@@ -781,6 +784,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{' -> *shared*' if shared else ''}\n")
         if args.warm:
             print(warm_table(results, {key: label for key, label, _ in methods}, shared))
+            cold, warm = results.get("podroutes-status-cold"), results.get("podroutes-status")
+            if cold and warm and cold.times and warm.times:
+                print(f"\nThe same status without reuse (`--ssh-persist 0`, a new connection "
+                      f"per host each run), alternating with the above: median "
+                      f"{cold.median:.3f} s, controller CPU "
+                      f"{statistics.median(cold.cpu):.2f} s: reuse makes it "
+                      f"{speedup(cold.median, warm.median):.1f}x faster.")
         elif "podroutes" in results:
             print(markdown_table(rows, "podroutes", shared, {} if args.noop else TARGETS))
         else:
