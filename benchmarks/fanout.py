@@ -34,11 +34,14 @@ while its ssh masters live (one untimed warm-up round opens them; rounds alterna
 methods): ``podroutes status --json``, a no-op ``podroutes apply --json`` and
 ``podroutes doctor --json`` (reuse on, ``--ssh-persist 60``, the default) against
 ansible-core with its default ``ControlPersist=60s`` (one control directory kept for the
-whole measurement) reading the same things: one ``shell`` task with both route tables
-(what status and apply read) and one with every command doctor reads
-(``diag.facts.FACT_COMMANDS``). Targets: status and apply <= 0.4 s, doctor <= 0.6 s, each
->= 15x faster than ansible-core. Every podroutes method in the cold and no-op modes runs
-with ``--ssh-persist 0``, so a "cold" run never rides a master left by the one before.
+whole measurement) reading the same things, one ``shell`` task each: both route tables
+(what a no-op apply reads); those plus the rules, the other tables and one ``ip -batch``
+of ``route get`` for status's sample addresses (what status reads); every command
+doctor reads (``diag.facts.FACT_COMMANDS``). ``status --ssh-persist 0`` alternates
+with them, to show what reuse saves on the same machine at the same moment. Targets:
+status and apply <= 0.4 s, doctor <= 0.6 s, each >= 15x faster than ansible-core.
+Every podroutes method in the cold and no-op modes runs with ``--ssh-persist 0``, so a
+"cold" run never rides a master left by the one before.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ ANSIBLE_FORKS = 30
 #: The issue's targets: podroutes at least this many times faster than the method.
 TARGETS = {"ssh-sequential": 6.0, "ansible-shell": 8.0}
 #: Warm mode: (podroutes method, its ansible-core peer, wall target in s, ratio target).
-WARM_PAIRS = (("podroutes-status", "ansible-read", 0.4, 15.0),
+WARM_PAIRS = (("podroutes-status", "ansible-status", 0.4, 15.0),
               ("podroutes-apply", "ansible-read", 0.4, 15.0),
               ("podroutes-doctor", "ansible-doctor", 0.6, 15.0))
 #: Machine busy (other processes) above this fraction of all cores: figures are *shared*.
@@ -176,9 +179,32 @@ def ansible_read_playbook(command: str, name: str) -> list[dict[str, object]]:
     }]
 
 
-def status_reads() -> str:
-    """What ``podroutes status`` and a no-op ``apply`` read on each host, as one shell line."""
+def table_reads() -> str:
+    """What a no-op ``podroutes apply`` reads on each host (both tables), as one line."""
     return "ip -j -4 route show table main; ip -j -6 route show table main"
+
+
+def status_reads() -> str:
+    """What ``podroutes status`` reads on each host: both tables, the rules and other
+    tables (``core.paths.TABLES_SCRIPT``) and the kernel's path for a sample address of
+    each destination (one ``ip -batch`` of ``route get``; the host var ``route_gets``)."""
+    from podroutes.core.paths import TABLES_SCRIPT
+
+    return (table_reads() + "; sh -c " + shlex.quote(TABLES_SCRIPT) +
+            "; printf 'route get %s\\n' {{ route_gets | join(' ') }}"
+            " | ip -j -force -batch -")
+
+
+def route_gets(inventory_path: str) -> dict[str, list[str]]:
+    """Per host, the addresses ``status`` asks the kernel about (``core.paths.samples``)."""
+    from podroutes.core.paths import destinations, samples
+    from podroutes.core.plan import plan
+    from podroutes.inventory import load
+
+    inventory = load(Path(inventory_path).read_text(), inventory_path)
+    route_plan = plan(inventory)
+    return {h.name: [str(a) for a in samples(destinations(h, route_plan.routes_for(h)))]
+            for h in inventory}
 
 
 def doctor_reads() -> str:
@@ -621,13 +647,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted -= {"ansible-shell", "ansible-raw"}
     if args.warm:
         wanted = {"podroutes-status", "podroutes-apply", "podroutes-doctor", "ansible-read",
-                  "ansible-doctor", "podroutes-status-cold"} if args.methods == "all" else wanted
+                  "ansible-status", "ansible-doctor", "podroutes-status-cold",
+                  } if args.methods == "all" else wanted
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     load_before, busy_before = loadavg(), busy_fraction()
     print(f"load average {load_before}, CPU busy {busy_before:.0%} before", file=sys.stderr)
 
     ansible: tuple[Path, str, str] | None = None
-    if wanted & {"ansible-shell", "ansible-raw", "ansible-read", "ansible-doctor"}:
+    if wanted & {"ansible-shell", "ansible-raw", "ansible-read", "ansible-status",
+                  "ansible-doctor"}:
         ansible = ensure_ansible(args.ansible_version, args.ansible_python)
 
     own_lab = args.lab is None
@@ -652,11 +680,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(plan)} hosts, {nroutes} routes; work dir {workdir}", file=sys.stderr)
 
         if args.warm:
-            (workdir / "inventory.json").write_text(json.dumps(ansible_inventory(plan),
-                                                               indent=1))
+            hosts_inventory = ansible_inventory(plan)
+            gets = route_gets(b.inventory)
+            for name, hostvars in hosts_inventory["all"]["hosts"].items():  # type: ignore[index]
+                hostvars["route_gets"] = gets[name]
+            (workdir / "inventory.json").write_text(json.dumps(hosts_inventory, indent=1))
             (workdir / "ansible.cfg").write_text(ansible_cfg(workdir, b.ssh_config))
             (workdir / "tmp").mkdir()
-            for play, command in (("read", status_reads()), ("doctor", doctor_reads())):
+            for play, command in (("read", table_reads()), ("status", status_reads()),
+                                  ("doctor", doctor_reads())):
                 (workdir / f"play-{play}.yml").write_text(
                     json.dumps(ansible_read_playbook(command, play), indent=1))
             aversion = ansible[1] if ansible else "?"
@@ -672,6 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  lambda: b.podroutes_read("status", persist=0)),
                 ("ansible-read", f"ansible-core {aversion} `shell`: both route tables",
                  lambda: b.ansible_warm(venv, "read")),
+                ("ansible-status", f"ansible-core {aversion} `shell`: status's reads",
+                 lambda: b.ansible_warm(venv, "status")),
                 ("ansible-doctor", f"ansible-core {aversion} `shell`: doctor's reads",
                  lambda: b.ansible_warm(venv, "doctor")),
             ]
