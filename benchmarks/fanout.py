@@ -28,6 +28,20 @@ after it, so no run inherits another's connections.
 
 ``--noop`` measures the in-sync case instead: ``podroutes apply`` with nothing to change
 against one ``ssh HOST ip -j route show`` per host, sequential and parallel.
+
+``--warm`` measures connection reuse (issue 16): the lab in sync, every command run
+while its ssh masters live (one untimed warm-up round opens them; rounds alternate the
+methods): ``podroutes status --json``, a no-op ``podroutes apply --json`` and
+``podroutes doctor --json`` (reuse on, ``--ssh-persist 60``, the default) against
+ansible-core with its default ``ControlPersist=60s`` (one control directory kept for the
+whole measurement) reading the same things, one ``shell`` task each: both route tables
+(what a no-op apply reads); those plus the rules, the other tables and one ``ip -batch``
+of ``route get`` for status's sample addresses (what status reads); every command
+doctor reads (``diag.facts.FACT_COMMANDS``). ``status --ssh-persist 0`` alternates
+with them, to show what reuse saves on the same machine at the same moment. Targets:
+status and apply <= 0.4 s, doctor <= 0.6 s, each >= 15x faster than ansible-core.
+Every podroutes method in the cold and no-op modes runs with ``--ssh-persist 0``, so a
+"cold" run never rides a master left by the one before.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ import glob
 import json
 import os
 import platform
+import resource
 import secrets
 import shlex
 import shutil
@@ -63,6 +78,10 @@ ANSIBLE_VERSION_PY311 = "2.19.14"
 ANSIBLE_FORKS = 30
 #: The issue's targets: podroutes at least this many times faster than the method.
 TARGETS = {"ssh-sequential": 6.0, "ansible-shell": 8.0}
+#: Warm mode: (podroutes method, its ansible-core peer, wall target in s, ratio target).
+WARM_PAIRS = (("podroutes-status", "ansible-status", 0.4, 15.0),
+              ("podroutes-apply", "ansible-read", 0.4, 15.0),
+              ("podroutes-doctor", "ansible-doctor", 0.6, 15.0))
 #: Machine busy (other processes) above this fraction of all cores: figures are *shared*.
 SHARED_BUSY = 0.20
 #: ... or the 1-minute load average before we started above this (others were running).
@@ -149,6 +168,84 @@ def ansible_playbook(module: str, strategy: str) -> list[dict[str, object]]:
     }]
 
 
+def ansible_read_playbook(command: str, name: str) -> list[dict[str, object]]:
+    """One ``shell`` task running ``command`` on every host (warm mode's reads)."""
+    return [{
+        "name": f"podroutes warm benchmark ({name})",
+        "hosts": "all",
+        "gather_facts": False,
+        "strategy": "free",
+        "tasks": [{"name": name, "shell": command, "changed_when": False}],
+    }]
+
+
+def table_reads() -> str:
+    """What a no-op ``podroutes apply`` reads on each host (both tables), as one line."""
+    return "ip -j -4 route show table main; ip -j -6 route show table main"
+
+
+def status_reads() -> str:
+    """What ``podroutes status`` reads on each host: both tables, the rules and other
+    tables (``core.paths.TABLES_SCRIPT``) and the kernel's path for a sample address of
+    each destination (one ``ip -batch`` of ``route get``; the host var ``route_gets``)."""
+    from podroutes.core.paths import TABLES_SCRIPT
+
+    return (table_reads() + "; sh -c " + shlex.quote(TABLES_SCRIPT) +
+            "; printf 'route get %s\\n' {{ route_gets | join(' ') }}"
+            " | ip -j -force -batch -")
+
+
+def route_gets(inventory_path: str) -> dict[str, list[str]]:
+    """Per host, the addresses ``status`` asks the kernel about (``core.paths.samples``)."""
+    from podroutes.core.paths import destinations, samples
+    from podroutes.core.plan import plan
+    from podroutes.inventory import load
+
+    inventory = load(Path(inventory_path).read_text(), inventory_path)
+    route_plan = plan(inventory)
+    return {h.name: [str(a) for a in samples(destinations(h, route_plan.routes_for(h)))]
+            for h in inventory}
+
+
+def doctor_reads() -> str:
+    """Every command ``podroutes doctor`` reads on each host, as one shell line."""
+    from podroutes.diag.facts import FACT_COMMANDS
+
+    return "; ".join(shlex.join(argv) + " 2>&1" for argv in FACT_COMMANDS.values()) + "; true"
+
+
+def warm_table(summaries: Mapping[str, Summary], labels: Mapping[str, str],
+               shared: bool) -> str:
+    """podroutes' warm commands next to their ansible-core peer, with the targets."""
+    mark = " (*shared*)" if shared else ""
+    out = ["| command (warm) | runs ok | median | min | max | target | ansible-core warm, "
+           "same reads (median) | podroutes faster by | target | controller CPU, podroutes "
+           "/ ansible (median) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, peer, wall, ratio in WARM_PAIRS:
+        s, a = summaries.get(key), summaries.get(peer)
+        if s is None:
+            continue
+        n = f"{len(s.times)}/{len(s.times) + len(s.failures)}"
+        if not s.times:
+            out.append(f"| {labels[key]} | {n} | failed | | | | | | | |")
+            continue
+        met = "met" if s.median <= wall else "not met"
+        peer_cell = times = verdict = ""
+        cpu = f"{statistics.median(s.cpu):.2f} s" if s.cpu else ""
+        if a is not None and a.cpu:
+            cpu += f" / {statistics.median(a.cpu):.2f} s"
+        if a is not None and a.times:
+            peer_cell = f"{a.median:.2f} s ({labels[peer]})"
+            x = speedup(a.median, s.median)
+            times = f"{x:.1f}x"
+            verdict = f"≥ {ratio:g}x: {'met' if x >= ratio else 'not met'}"
+        out.append(f"| {labels[key]} | {n} | **{s.median:.3f} s**{mark} | {min(s.times):.3f} s "
+                   f"| {max(s.times):.3f} s | ≤ {wall:g} s: {met} | {peer_cell} | {times} | "
+                   f"{verdict} | {cpu} |")
+    return "\n".join(out)
+
+
 def ansible_cfg(workdir: Path, ssh_config: str, forks: int = ANSIBLE_FORKS) -> str:
     # ssh_args: ansible's default (-C, ControlMaster=auto, ControlPersist=60s) plus the
     # lab's ssh_config; control_path_dir is set per run through the environment.
@@ -172,6 +269,9 @@ def ansible_cfg(workdir: Path, ssh_config: str, forks: int = ANSIBLE_FORKS) -> s
 class Summary:
     times: list[float]
     failures: list[str] = field(default_factory=list)
+    #: CPU seconds (user + sys) of the controller's process tree per ok run: the command
+    #: and the children it waited for (its ssh clients; not ssh masters, not sshd).
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -353,9 +453,10 @@ class Bench:
         path.write_text(make(self.ssh_config, commands))
         return self.timed([*self.jumpbox, "bash", str(path)])
 
-    def podroutes_apply(self, noop: bool) -> tuple[float, str | None]:
+    def podroutes_apply(self, noop: bool, persist: int = 0) -> tuple[float, str | None]:
         argv = [*self.jumpbox, *self.podroutes, "apply", "-i", self.inventory, "--ssh-config",
-                self.ssh_config, "--ssh-target", "hostname", "--json"]
+                self.ssh_config, "--ssh-target", "hostname", "--json",
+                "--ssh-persist", str(persist)]
         started = time.monotonic()
         done = run(argv, env=self.podroutes_env)
         elapsed = time.monotonic() - started
@@ -370,6 +471,39 @@ class Bench:
             if changed:
                 return elapsed, f"no-op apply changed {changed}"
         return elapsed, None
+
+    def podroutes_read(self, command: str, persist: int = 60) -> tuple[float, str | None]:
+        """A warm ``podroutes status|doctor --json`` (reuse on, the default persistence;
+        ``persist`` 0: a cold one): exit 0 and every host answered, or the run failed."""
+        argv = [*self.jumpbox, *self.podroutes, command, "-i", self.inventory, "--ssh-config",
+                self.ssh_config, "--ssh-target", "hostname", "--json", "--ssh-persist",
+                str(persist)]
+        started = time.monotonic()
+        done = run(argv, env=self.podroutes_env)
+        elapsed = time.monotonic() - started
+        if done.returncode != 0:
+            return elapsed, f"exit {done.returncode}: {(done.stderr or done.stdout)[-400:]}"
+        hosts = json.loads(done.stdout)["hosts"]
+        bad = [h["host"] for h in hosts if h.get("error")]
+        if bad or len(hosts) != len(self.plan):
+            return elapsed, f"hosts not read: {bad} ({len(hosts)} hosts reported)"
+        return elapsed, None
+
+    def warm_control(self) -> Path:
+        """ansible-core's control directory for the whole warm measurement (its masters
+        live across runs, as they do for a person running playbooks one after another)."""
+        if not self.control_dirs:
+            self.control_dirs.append(Path(tempfile.mkdtemp(prefix="cp-", dir=self.workdir)))
+        return self.control_dirs[0]
+
+    def ansible_warm(self, venv: Path, play: str) -> tuple[float, str | None]:
+        env = {**os.environ, "ANSIBLE_CONFIG": str(self.workdir / "ansible.cfg"),
+               "ANSIBLE_HOME": str(self.workdir / "ansible-home"),
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.warm_control()),
+               "ANSIBLE_NOCOLOR": "1"}
+        argv = [*self.jumpbox, str(venv / "bin" / "ansible-playbook"), "-i",
+                str(self.workdir / "inventory.json"), str(self.workdir / f"play-{play}.yml")]
+        return self.timed(argv, env=env)
 
     def ansible(self, venv: Path, module: str) -> tuple[float, str | None]:
         control = Path(tempfile.mkdtemp(prefix="cp-", dir=self.workdir))
@@ -459,7 +593,10 @@ def measure(methods: Sequence[tuple[str, str, Callable[[], tuple[float, str | No
         for key, label, method in order:
             if cold:
                 bench.make_cold()
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             elapsed, error = method()
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
             wrong = bench.verify()
             if wrong and error is None:
                 error = f"routes wrong after the run: {wrong[0]} (+{len(wrong) - 1} hosts)"
@@ -472,6 +609,7 @@ def measure(methods: Sequence[tuple[str, str, Callable[[], tuple[float, str | No
                 results[key].failures.append(error)
             else:
                 results[key].times.append(elapsed)
+                results[key].cpu.append(cpu)
     return results
 
 
@@ -483,6 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lab", help="reuse this existing lab (not removed at the end)")
     parser.add_argument("--noop", action="store_true",
                         help="measure the in-sync case: podroutes apply vs one read per host")
+    parser.add_argument("--warm", action="store_true",
+                        help="measure connection reuse: warm status, no-op apply and doctor "
+                             "against ansible-core warm doing the same reads")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--methods", default="all",
                         help="comma list of ssh-sequential,ssh-parallel,ansible-shell,"
@@ -504,12 +645,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted = set(args.methods.split(","))
     if args.noop:
         wanted -= {"ansible-shell", "ansible-raw"}
+    if args.warm:
+        wanted = {"podroutes-status", "podroutes-apply", "podroutes-doctor", "ansible-read",
+                  "ansible-status", "ansible-doctor", "podroutes-status-cold",
+                  } if args.methods == "all" else wanted
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     load_before, busy_before = loadavg(), busy_fraction()
     print(f"load average {load_before}, CPU busy {busy_before:.0%} before", file=sys.stderr)
 
     ansible: tuple[Path, str, str] | None = None
-    if wanted & {"ansible-shell", "ansible-raw"}:
+    if wanted & {"ansible-shell", "ansible-raw", "ansible-read", "ansible-status",
+                  "ansible-doctor"}:
         ansible = ensure_ansible(args.ansible_version, args.ansible_python)
 
     own_lab = args.lab is None
@@ -533,7 +679,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             b.use_bytecode_cache(BENCH_ROOT / "pycache")
         print(f"{len(plan)} hosts, {nroutes} routes; work dir {workdir}", file=sys.stderr)
 
-        if args.noop:
+        if args.warm:
+            hosts_inventory = ansible_inventory(plan)
+            gets = route_gets(b.inventory)
+            for name, hostvars in hosts_inventory["all"]["hosts"].items():  # type: ignore[index]
+                hostvars["route_gets"] = gets[name]
+            (workdir / "inventory.json").write_text(json.dumps(hosts_inventory, indent=1))
+            (workdir / "ansible.cfg").write_text(ansible_cfg(workdir, b.ssh_config))
+            (workdir / "tmp").mkdir()
+            for play, command in (("read", table_reads()), ("status", status_reads()),
+                                  ("doctor", doctor_reads())):
+                (workdir / f"play-{play}.yml").write_text(
+                    json.dumps(ansible_read_playbook(command, play), indent=1))
+            aversion = ansible[1] if ansible else "?"
+            venv = ansible[0] if ansible else Path("/nonexistent")
+            catalogue = [
+                ("podroutes-status", "`podroutes status --json`",
+                 lambda: b.podroutes_read("status")),
+                ("podroutes-apply", "`podroutes apply --json`, no-op",
+                 lambda: b.podroutes_apply(noop=True, persist=60)),
+                ("podroutes-doctor", "`podroutes doctor --json`",
+                 lambda: b.podroutes_read("doctor")),
+                ("podroutes-status-cold", "`podroutes status --json --ssh-persist 0`",
+                 lambda: b.podroutes_read("status", persist=0)),
+                ("ansible-read", f"ansible-core {aversion} `shell`: both route tables",
+                 lambda: b.ansible_warm(venv, "read")),
+                ("ansible-status", f"ansible-core {aversion} `shell`: status's reads",
+                 lambda: b.ansible_warm(venv, "status")),
+                ("ansible-doctor", f"ansible-core {aversion} `shell`: doctor's reads",
+                 lambda: b.ansible_warm(venv, "doctor")),
+            ]
+            b.make_cold()
+            _, error = b.podroutes_apply(noop=False)
+            if error or b.verify():
+                raise RuntimeError(f"the initial apply failed: {error or b.verify()}")
+        elif args.noop:
             reads = {h: "ip -j route show" for h in plan}
             catalogue = [
                 ("ssh-sequential", "sequential ssh, one `ip -j route show` per host",
@@ -571,11 +751,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                  lambda: b.podroutes_apply(noop=False)),
             ]
         methods = [m for m in catalogue if m[0] in wanted]
-        results = measure(methods, b, args.runs, args.warmup, cold=not args.noop)
+        results = measure(methods, b, args.runs, args.warmup,
+                          cold=not (args.noop or args.warm))
     finally:
         if bench is not None:
             for control in bench.control_dirs:
                 bench.close_masters(control)
+        labmod.close_ssh_masters(spec)  # podroutes' own (warm mode), by socket then pid
         if own_lab:
             print(f"removing lab {spec.name}", file=sys.stderr)
             labmod.down(spec)
@@ -589,7 +771,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               or float(load_before.split()[0]) > SHARED_LOAD)
     rows = [(key, label, results[key]) for key, label, _ in methods]
     report = {
-        "date": started_at, "mode": "noop" if args.noop else "cold",
+        "date": started_at,
+        "mode": "warm" if args.warm else "noop" if args.noop else "cold",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "kernel": platform.release()},
         "hosts": len(plan), "routes": nroutes, "runs": args.runs, "warmup": args.warmup,
@@ -602,11 +785,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "podroutes_bytecode_cache": not args.no_bytecode_cache,
         "methods": {key: {"label": label, "times": [round(t, 4) for t in s.times],
                           "failures": s.failures,
+                          "cpu": [round(c, 4) for c in s.cpu],
                           "median": round(s.median, 4) if s.times else None,
                           "min": round(min(s.times), 4) if s.times else None,
                           "max": round(max(s.times), 4) if s.times else None}
                     for key, label, s in rows},
     }
+    if args.warm:
+        report["podroutes_faster_by"] = {
+            key: round(speedup(results[peer].median, results[key].median), 3)
+            for key, peer, _, _ in WARM_PAIRS
+            if key in results and peer in results and results[key].times
+            and results[peer].times}
     ref = results.get("podroutes")
     if ref is not None and ref.times:
         report["podroutes_faster_by"] = {key: round(speedup(s.median, ref.median), 3)
@@ -614,7 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        what = ("no-op (in sync)" if args.noop else "cold")
+        what = ("warm (connection reuse)" if args.warm else
+                "no-op (in sync)" if args.noop else "cold")
         print(f"{what}, {len(plan)} hosts, {nroutes} routes, median of {args.runs} "
               f"(+{args.warmup} warm-up), {os.cpu_count()} cores, {started_at}")
         print(f"podroutes from {tree}"
@@ -625,7 +816,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load average before {load_before}, after {load_after}; CPU busy (other "
               f"work, 2 s sample) before {busy_before:.0%}, after {busy_after:.0%}"
               f"{' -> *shared*' if shared else ''}\n")
-        if "podroutes" in results:
+        if args.warm:
+            print(warm_table(results, {key: label for key, label, _ in methods}, shared))
+            cold, warm = results.get("podroutes-status-cold"), results.get("podroutes-status")
+            if cold and warm and cold.times and warm.times:
+                print(f"\nThe same status without reuse (`--ssh-persist 0`, a new connection "
+                      f"per host each run), alternating with the above: median "
+                      f"{cold.median:.3f} s, controller CPU "
+                      f"{statistics.median(cold.cpu):.2f} s: reuse makes it "
+                      f"{speedup(cold.median, warm.median):.1f}x faster.")
+        elif "podroutes" in results:
             print(markdown_table(rows, "podroutes", shared, {} if args.noop else TARGETS))
         else:
             for key, label, s in rows:

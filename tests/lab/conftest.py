@@ -110,13 +110,22 @@ def make_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
     return labmod.up(labmod.LabSpec(name=unique_name(), nodes=nodes, pods_per_node=pods))
 
 
+def teardown(spec: labmod.LabSpec) -> None:
+    """Take the lab down and check that no ssh connection master (podroutes' connection
+    reuse) is left running in any of its namespaces."""
+    inodes = labmod.namespace_inodes(spec)
+    labmod.down(spec)
+    left = labmod.ssh_masters(inodes)
+    assert not left, f"ssh masters left after lab down: {left}"
+
+
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     spec = make_lab()
     try:
         yield Lab(spec)
     finally:
-        labmod.down(spec)
+        teardown(spec)
 
 
 def make_dual_stack_lab(nodes: int = 2, pods: int = 1) -> labmod.LabSpec:
@@ -131,7 +140,7 @@ def dual_lab() -> Iterator[Lab]:
     try:
         yield Lab(spec)
     finally:
-        labmod.down(spec)
+        teardown(spec)
 
 
 def cross_node(failures: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -178,11 +187,20 @@ def podroutes_popen(lab: Lab, *args: str, env: dict[str, str] | None = None,
                             env=dict(os.environ, COLUMNS="200", **(env or {})))
 
 
+def stop_sshd(lab: Lab, machine: str) -> bool:
+    """Make a machine unreachable over ssh: close the lab's ssh masters (connection
+    reuse), then stop its sshd. Stopping sshd alone (like ``systemctl stop ssh``) leaves
+    the connections it already carries, a live master's among them. Whether sshd ran."""
+    labmod.close_ssh_masters(lab.spec)
+    return labmod.stop_sshd(lab.spec, machine)
+
+
 def restart_sshd(lab: Lab, machine: str, extra: Sequence[str]) -> None:
-    """Restart a machine's sshd with extra sshd_config lines (e.g. SetEnv, ForceCommand)."""
+    """Restart a machine's sshd with extra sshd_config lines (e.g. SetEnv, ForceCommand);
+    every later command connects afresh, so the lines apply to it."""
     conf = lab.dir / "sshd" / f"{machine}.conf"
     conf.write_text(conf.read_text() + "\n".join(extra) + "\n")
-    labmod.stop_sshd(lab.spec, machine)
+    stop_sshd(lab, machine)
     labmod.start_sshd(lab.spec, machine)
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from podroutes.lab import netns as labmod
 
-from .conftest import Lab, install_planned_routes, make_lab
+from .conftest import Lab, install_planned_routes, make_lab, stop_sshd
 
 pytestmark = pytest.mark.lab
 
@@ -253,7 +253,7 @@ def test_human_output_groups_findings_by_host_with_the_fix(lab: Lab) -> None:
     route = lab.route("node-0", "10.200.1.0/24")
     assert route is not None and (str(route.gateway), route.protocol) == ("192.168.10.102", 147)
     assert lab.smoke_failures() == []
-    assert labmod.stop_sshd(lab.spec, "node-1")  # a host that cannot be read fails alone
+    assert stop_sshd(lab, "node-1")  # a host that cannot be read fails alone
     down = lab.podroutes("doctor")
     assert down.returncode == 1
     assert "node-1: could not be checked:" in down.stdout and "refused" in down.stdout

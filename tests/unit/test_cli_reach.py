@@ -51,10 +51,11 @@ def test_ssh_options_gathers_the_defaults_into_one_value() -> None:
 def test_ssh_options_gathers_every_flag_typed() -> None:
     got = gathered("--ssh-config", "cfg", "--ssh-user", "admin", "--ssh-target", "fqdn",
                    "--ssh-option", "Port=2222", "--ssh-option", "User=x", "--parallel", "4",
-                   "--timeout", "2.5", "--local", "--host", "node-0")
+                   "--timeout", "2.5", "--local", "--host", "node-0", "--ssh-persist", "5")
     assert got == HostOptions(ssh_config="cfg", ssh_user="admin",
                               ssh_target=SshTargetKind.FQDN, ssh_option=("Port=2222", "User=x"),
-                              parallel=4, timeout=2.5, local=True, local_host="node-0")
+                              parallel=4, timeout=2.5, local=True, local_host="node-0",
+                              ssh_persist=5)
     with pytest.raises(AttributeError):
         got.parallel = 1  # type: ignore[misc]  # frozen: built once
 
@@ -65,7 +66,7 @@ def test_every_command_that_reaches_hosts_takes_the_same_flags(name: str) -> Non
     assert command is not None
     flags = {o for p in command.params for o in p.opts}
     assert {"--ssh-config", "--ssh-user", "--ssh-target", "--ssh-option", "--parallel",
-            "--timeout", "--local", "--host"} <= flags
+            "--timeout", "--local", "--host", "--ssh-persist"} <= flags
 
 
 @pytest.fixture
@@ -76,8 +77,8 @@ def machines(tmp_path: Path) -> str:
 
 
 def test_reach_over_ssh_works_on_every_host(machines: str) -> None:
-    reached = reach(options(ssh_user="admin", ssh_option=("Port=2222",), timeout=3.0),
-                    machines, 147)
+    reached = reach(options(ssh_user="admin", ssh_option=("Port=2222",), timeout=3.0,
+                            ssh_persist=0), machines, 147)
     assert [h.name for h in reached.inventory] == ["server", "node-0", "node-1"]
     assert reached.only is None
     assert reached.covered is reached.inventory

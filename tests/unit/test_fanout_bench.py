@@ -90,3 +90,46 @@ def test_table_and_ratios(fanout: ModuleType) -> None:
 
 def test_version_tuple(fanout: ModuleType) -> None:
     assert fanout.version_tuple("2.3.1") < (2, 20) <= fanout.version_tuple("2.21.5")
+
+
+def test_warm_reads_are_what_status_and_doctor_read(fanout: ModuleType) -> None:
+    from podroutes.core.paths import TABLES_SCRIPT
+    from podroutes.diag.facts import FACT_COMMANDS
+
+    assert fanout.table_reads() == ("ip -j -4 route show table main; "
+                                    "ip -j -6 route show table main")
+    status = fanout.status_reads()
+    assert status.startswith(fanout.table_reads() + "; sh -c " + shlex.quote(TABLES_SCRIPT))
+    assert status.endswith("; printf 'route get %s\\n' {{ route_gets | join(' ') }} | "
+                           "ip -j -force -batch -")
+    doctor = fanout.doctor_reads()
+    for argv in FACT_COMMANDS.values():
+        assert shlex.join(argv) + " 2>&1" in doctor
+    [play] = fanout.ansible_read_playbook("true", "read")
+    assert play["gather_facts"] is False and [t["shell"] for t in play["tasks"]] == ["true"]
+
+
+def test_warm_table_puts_each_command_next_to_its_ansible_peer(fanout: ModuleType) -> None:
+    s = fanout.Summary
+    results = {"podroutes-status": s([0.3, 0.35, 0.32], cpu=[0.2, 0.3, 0.25]),
+               "podroutes-apply": s([0.5]), "podroutes-doctor": s([], ["exit 1: boom"]),
+               "ansible-status": s([6.0, 6.4], cpu=[5.0, 5.5]), "ansible-read": s([6.2]),
+               "ansible-doctor": s([7.0])}
+    labels = {k: k.upper() for k in results}
+    table = fanout.warm_table(results, labels, shared=True).splitlines()
+    assert "6.20 s (ANSIBLE-READ)" in table[3]
+    assert table[2].startswith("| PODROUTES-STATUS | 3/3 | **0.320 s** (*shared*) | 0.300 s")
+    assert ("≤ 0.4 s: met | 6.20 s (ANSIBLE-STATUS) | 19.4x | ≥ 15x: met | 0.25 s / 5.25 s |"
+            in table[2])
+    assert "≤ 0.4 s: not met" in table[3] and "12.4x | ≥ 15x: not met" in table[3]
+    assert table[4] == "| PODROUTES-DOCTOR | 0/1 | failed | | | | | | | |"
+
+
+def test_route_gets_are_statuss_samples(fanout: ModuleType, tmp_path: Path) -> None:
+    from .samples import MACHINES
+
+    path = tmp_path / "machines.txt"
+    path.write_text(MACHINES)
+    gets = fanout.route_gets(str(path))
+    assert gets["server"] == ["10.200.0.1", "10.200.0.254", "10.200.1.1", "10.200.1.254"]
+    assert set(gets) == {"server", "node-0", "node-1"}

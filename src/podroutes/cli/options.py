@@ -26,6 +26,7 @@ from podroutes.core.errors import InventoryError, PodroutesError, Problem, Usage
 from podroutes.core.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory, SshTargetKind
 from podroutes.core.outcome import HostState
 from podroutes.inventory import load
+from podroutes.remote import multiplex
 from podroutes.remote.transport import LocalTransport, SshTransport, Transport
 
 MAX_INVENTORY_BYTES = 16 << 20
@@ -171,6 +172,10 @@ def inventory_options(func: F) -> F:
                              "reads the cluster's Node objects.")(func)
 
 
+#: Seconds an ssh connection master stays after its last use (``--ssh-persist``).
+DEFAULT_SSH_PERSIST = 60
+
+
 @dataclass(frozen=True, slots=True)
 class HostOptions:
     """How a command reaches its hosts: the flags of :func:`ssh_options`, typed, once."""
@@ -183,6 +188,7 @@ class HostOptions:
     timeout: float  # seconds per host
     local: bool  # this machine's own shell instead of SSH
     local_host: str | None  # with --local: which inventory host this machine is
+    ssh_persist: int = DEFAULT_SSH_PERSIST  # seconds an ssh master stays; 0: no reuse
 
 
 def ssh_options(func: Callable[..., R]) -> Callable[..., R]:
@@ -192,11 +198,11 @@ def ssh_options(func: Callable[..., R]) -> Callable[..., R]:
     @functools.wraps(func)
     def gather(*args: object, ssh_config: str | None, ssh_user: str, ssh_target: str,
                ssh_option: tuple[str, ...], parallel: int, timeout: float, local: bool,
-               local_host: str | None, **kwargs: object) -> R:
+               local_host: str | None, ssh_persist: int, **kwargs: object) -> R:
         host_options = HostOptions(
             ssh_config=ssh_config, ssh_user=ssh_user, ssh_target=SshTargetKind(ssh_target),
             ssh_option=tuple(ssh_option), parallel=parallel, timeout=timeout, local=local,
-            local_host=local_host)
+            local_host=local_host, ssh_persist=ssh_persist)
         return func(*args, host_options=host_options, **kwargs)
 
     options = [
@@ -206,6 +212,11 @@ def ssh_options(func: Callable[..., R]) -> Callable[..., R]:
                      default="address", show_default=True, help="What to connect to."),
         click.option("--ssh-option", multiple=True, metavar="KEY=VALUE",
                      help="Extra ssh -o option (repeatable)."),
+        click.option("--ssh-persist", type=click.IntRange(0, 86400),
+                     default=DEFAULT_SSH_PERSIST, show_default=True, metavar="SECONDS",
+                     help="Reuse ssh connections: a master per host stays SECONDS after "
+                          "its last use (0: off; your ssh config wins if it sets "
+                          "ControlMaster/ControlPath/ControlPersist)."),
         click.option("--parallel", type=click.IntRange(1, 1024), default=32,
                      show_default=True, help="Hosts worked on at once."),
         click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
@@ -282,6 +293,9 @@ def make_transport(options: HostOptions, inventory: Inventory) -> Transport:
         config_file=options.ssh_config, options=options.ssh_option,
         connect_timeout=min(10.0, options.timeout),
     )
+    if options.ssh_persist:
+        transport = replace(transport, multiplex=multiplex.plan(
+            options.ssh_config, options.ssh_option, options.ssh_persist))
     for host in inventory:  # resolve every target now: a bad flag fails before connecting
         transport.target(host)
     return transport

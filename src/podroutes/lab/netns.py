@@ -5,16 +5,20 @@ namespace of its own), a ``cni0`` bridge with pods on every node, and a real ``s
 machine; with ``dual_stack`` every machine and pod also gets an IPv6 address and every
 node an IPv6 pod CIDR. It is both a user feature (``podroutes lab``) and the test bed.
 Every namespace is named ``<lab>-<machine>``; links live only inside those namespaces,
-so the root namespace is never touched. ``down`` removes exactly what ``lab.json`` lists.
+so the root namespace is never touched. ``down`` removes exactly what ``lab.json`` lists,
+after closing the ssh masters (connection reuse) left running in the lab's namespaces.
 The addresses and the inventory texts are values from :mod:`podroutes.lab.topology`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -303,9 +307,62 @@ def start_sshd(spec: LabSpec, machine: str) -> None:
     _start_sshd(spec, m)
 
 
+def namespace_inodes(spec: LabSpec) -> set[int]:
+    """The inode numbers of the lab's network namespaces that exist now."""
+    inodes = set()
+    for ns in spec.all_namespaces():
+        try:
+            inodes.add(os.stat(f"/run/netns/{ns}").st_ino)
+        except OSError:
+            continue
+    return inodes
+
+
+def ssh_masters(inodes: set[int]) -> dict[int, str]:
+    """The ssh connection masters (``ControlPersist``) running in one of the network
+    namespaces ``inodes``, by pid: their control socket. A backgrounded master names its
+    socket in its process title, ``ssh: SOCKET [mux]``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().rstrip(b"\0")
+            inode = os.stat(entry / "ns" / "net").st_ino
+        except OSError:
+            continue
+        if title.startswith(b"ssh: ") and title.endswith(b" [mux]") and inode in inodes:
+            found[int(entry.name)] = title[5:-6].decode(errors="replace")
+    return found
+
+
+def close_ssh_masters(spec: LabSpec, wait: float = 2.0) -> list[int]:
+    """Close the ssh masters that commands run in the lab left (podroutes' connection
+    reuse): each by its socket (``ssh -O exit -S SOCKET``), then by pid (SIGKILL) any
+    that did not go (a stopped or hung one). The pids found."""
+    inodes = namespace_inodes(spec)
+    masters = ssh_masters(inodes)
+    for socket in masters.values():
+        with contextlib.suppress(LabError):
+            commands.run(["ssh", "-O", "exit", "-S", socket, "lab-master"], timeout=wait)
+    deadline = time.monotonic() + wait
+    while (left := ssh_masters(inodes).keys() & masters.keys()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for socket in masters.values():
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.lstat(socket).st_mode):
+                os.unlink(socket)
+    return sorted(masters)
+
+
 def down(spec: LabSpec) -> list[str]:
-    """Stop the lab's sshds (by pid) and delete exactly its namespaces and directory."""
+    """Close the ssh masters left in the lab's namespaces, stop the lab's sshds (by pid)
+    and delete exactly its namespaces and directory."""
     require_root()
+    close_ssh_masters(spec)
     for m in spec.machines():
         stop_sshd(spec, m.name)
     labmachine.destroy(spec, [m.name for m in spec.machines()])

@@ -54,7 +54,7 @@ from podroutes.core.plan import RoutePlan
 from podroutes.core.routecache import RouteCache
 from podroutes.remote import failpoints
 from podroutes.remote.session import Command, CommandResult, ShellSession
-from podroutes.remote.transport import Transport
+from podroutes.remote.transport import Transport, timeout_message
 
 #: Takes the per-host lock in the session's own shell (fd 9 stays open until it exits):
 #: ``flock`` on the network namespace itself (``/proc/self/ns/net``: one inode per
@@ -281,8 +281,7 @@ async def run_hosts(
                         confirm=confirm)
             except TimeoutError:
                 outcome = HostOutcome(host, failure=TransportError(
-                    host.name, f"timed out after {timeout:g}s (--timeout): the host or its "
-                               "sshd hangs"))
+                    host.name, timeout_message(transport, timeout)))
             except PodroutesError as exc:
                 outcome = HostOutcome(host, failure=exc)
             track[host.name] = HostState.DONE

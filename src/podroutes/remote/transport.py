@@ -5,7 +5,8 @@ I/O boundary. A transport turns a :class:`~podroutes.core.model.Host` into a
 SSH uses the system ``ssh`` binary so that the user's ``~/.ssh/config``, ``ProxyJump``,
 agent and ``known_hosts`` work exactly as they do by hand. Host key checking is left to
 the user's configuration; podroutes only adds ``BatchMode=yes`` (never prompt: a prompt
-would hang a parallel run) and a connect timeout.
+would hang a parallel run), a connect timeout, and, unless ``--ssh-persist 0`` or the
+user's configuration decides, connection reuse (:mod:`podroutes.remote.multiplex`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Protocol, TypeVar
 
 from podroutes.core.errors import PodroutesError, UsageError
 from podroutes.core.model import USER_RE, Family, Host, SshTargetKind
+from podroutes.remote.multiplex import Multiplex
 from podroutes.remote.session import ShellSession
 
 T = TypeVar("T")
@@ -41,6 +43,7 @@ class SshTransport:
     options: Sequence[str] = field(default_factory=tuple)
     connect_timeout: float = 10.0
     ssh_binary: str = "ssh"
+    multiplex: Multiplex | None = None  # connection reuse; None: a connection per command
 
     def __post_init__(self) -> None:
         # Every flag is checked before anything connects: nothing that starts with '-'
@@ -76,6 +79,8 @@ class SshTransport:
             argv += ["-p", str(host.ssh.port)]
         for option in self.options:
             argv += ["-o", option]
+        if self.multiplex is not None:
+            argv += self.multiplex.options()
         return [*argv, "--", self.target(host), "/bin/sh"]
 
     def session(self, host: Host) -> ShellSession:
@@ -99,6 +104,10 @@ _SSH_FAILURES: tuple[tuple[str, str], ...] = (
     ("network is unreachable", "host unreachable: network is unreachable from here"),
     ("connection timed out", "host unreachable: the connection timed out"),
     ("could not resolve hostname", "name not resolved: ssh could not resolve the host name"),
+    ("mux_client", "the shared ssh connection to this host (its ControlMaster) went away "
+     "or failed during the run; the next run opens a new one"),
+    ("control socket", "the shared ssh connection to this host (its ControlMaster) failed; "
+     "close it (ssh -O exit -S SOCKET) or use --ssh-persist 0"),
 )
 
 
@@ -128,6 +137,18 @@ class LocalTransport:
         return f"local shell{' in netns ' + self.netns if self.netns else ''}"
 
 
+def timeout_message(transport: Transport, timeout: float) -> str:
+    """Why a host took longer than ``--timeout``, with the shared connection as a
+    suspect when there is one."""
+    said = f"timed out after {timeout:g}s (--timeout): the host or its sshd hangs"
+    reuse = transport.multiplex if isinstance(transport, SshTransport) else None
+    if reuse is None:
+        return said
+    return (f"{said}, or the shared ssh connection to it does (a master in "
+            f"{reuse.directory}: close it with ssh -O exit -S SOCKET, or run with "
+            "--ssh-persist 0)")
+
+
 async def each_host(transport: Transport, hosts: Iterable[Host],
                     work: Callable[[ShellSession, Host], Awaitable[T]],
                     parallel: int, timeout: float) -> tuple[dict[str, T], dict[str, str]]:
@@ -144,7 +165,7 @@ async def each_host(transport: Transport, hosts: Iterable[Host],
                 async with asyncio.timeout(timeout), transport.session(host) as session:
                     results[host.name] = await work(session, host)
             except TimeoutError:
-                errors[host.name] = f"timed out after {timeout:g}s (--timeout)"
+                errors[host.name] = timeout_message(transport, timeout)
             except PodroutesError as exc:
                 errors[host.name] = str(exc).removeprefix(f"{host.name}: ")
 
