@@ -63,11 +63,12 @@ class Pane:
 def _between(screen: str, mark: str) -> str:
     """The command's output: after the line that typed it, up to the mark."""
     lines = screen.splitlines()
-    start = next(i for i, line in enumerate(lines) if "-m podroutes" in line)
-    # the typed command may itself wrap over several lines
+    end = next(i for i, line in enumerate(lines) if line.strip() == mark)
+    # the last command typed before the mark (an earlier screen can reach the history
+    # when `clear` pushes it there); the typed command may wrap over several lines
+    start = max(i for i in range(end) if "-m podroutes" in lines[i])
     while "; echo" not in lines[start]:
         start += 1
-    end = next(i for i, line in enumerate(lines) if line.strip() == mark)
     return "\n".join(line.rstrip() for line in lines[start + 1:end])
 
 
