@@ -3,7 +3,12 @@ to end as a user runs it (a fresh process each time, output to a file), on gener
 31- and 300-host inventories, in alternating runs; and the table renderers alone, in
 process: Rich's table against the plain one podroutes uses above ``RICH_ROWS`` rows.
 
-    python benchmarks/output.py [--runs 5]
+    python benchmarks/output.py [--runs 5] [--lab NAME]
+
+With ``--lab NAME`` (root; a lab that is up and applied, e.g. ``podroutes lab up --name
+NAME --nodes 30`` then an apply), also ``status``, a no-op ``apply`` and ``doctor`` from
+the lab's jumpbox, each with its human output against ``--json``, alternating, warm (the
+ssh masters of connection reuse live: one untimed round opens them).
 
 Prints medians. The CLI figures include interpreter start-up, imports, reading and
 validating the inventory and building the plan; their difference is the human output's
@@ -70,10 +75,39 @@ def _rich(columns: tuple[Column, ...], rows: list[tuple[str, str, str, str]]) ->
     return 0.0
 
 
+def on_lab(lab: str, command: str, *extra: str) -> float:
+    d = f"/run/podroutes/lab/{lab}"
+    argv = ["ip", "netns", "exec", f"{lab}-jumpbox", sys.executable, "-m", "podroutes",
+            command, "-i", f"{d}/machines.txt", "--ssh-config", f"{d}/ssh_config",
+            "--ssh-target", "hostname", *extra]
+    start = time.perf_counter()
+    with open("/dev/null", "w") as sink:
+        done = subprocess.run(argv, stdout=sink, stderr=subprocess.PIPE, text=True,
+                              env={"COLUMNS": "120", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    if done.returncode not in (0, 3):
+        raise SystemExit(f"{command} failed ({done.returncode}): {done.stderr}")
+    return time.perf_counter() - start
+
+
+def lab_figures(lab: str, runs: int) -> None:
+    for command in ("status", "apply", "doctor"):
+        on_lab(lab, command, "--json")  # opens the masters
+        human, json_ = [], []
+        for _ in range(runs):
+            human.append(on_lab(lab, command))
+            json_.append(on_lab(lab, command, "--json"))
+        h, j = statistics.median(human), statistics.median(json_)
+        print(f"lab {lab}: {command} human {h:.3f} s, --json {j:.3f} s, human output adds "
+              f"{h - j:+.3f} s (medians of {runs}, alternating, warm)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lab", help="also time status/apply/doctor on this lab")
     args = parser.parse_args()
+    if args.lab:
+        lab_figures(args.lab, args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         for hosts in (31, 300):
             path = Path(tmp) / f"machines-{hosts}.txt"

@@ -127,7 +127,7 @@ def test_driver_from_the_facts() -> None:
 def test_the_facts_script_reports_what_match_conditions_test(tmp_path: Path) -> None:
     """The real script on this machine: the values agree with the real tools, and
     Virtualization=/Architecture= are judged from them."""
-    done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(tmp_path)],
+    done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(tmp_path), "match"],
                           capture_output=True, text=True, check=True)
     _, values = parse_files(done.stdout)
     assert values["arch"] == platform.machine()
@@ -144,3 +144,12 @@ def test_the_facts_script_reports_what_match_conditions_test(tmp_path: Path) -> 
         inside = container != "none"
         assert match_network("[Match]\nVirtualization=container\n", "eth0", LINK,
                              values) is inside
+
+
+def test_without_match_the_script_reads_no_host_facts(tmp_path: Path) -> None:
+    """doctor runs the same script without ``match``: none of those processes."""
+    done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    _, values = parse_files(done.stdout)
+    assert not {"arch", "hostname", "virt-vm", "kernel-cmdline"} & set(values)
+    assert not any(k.startswith("driver-") for k in values)

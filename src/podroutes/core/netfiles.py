@@ -19,7 +19,9 @@ from dataclasses import dataclass
 #: files do not contain it, and the parser ignores a file that does).
 MARK = "\x1e"
 
-#: A constant script; ``$1`` is the filesystem root ('' or '/' for the real one). It
+#: A constant script; ``$1`` is the filesystem root ('' or '/' for the real one), ``$2``
+#: ``match`` to add the host facts networkd's ``[Match]`` tests (persist needs them,
+#: doctor does not: they cost a few processes per host). It
 #: prints every file a manager reads for the node interface, each as a header line
 #: (``MARK F MODE PATH``, the path without the root) and its text; then ``MARK V KEY
 #: VALUE`` lines: which managers run in this network namespace, which tools exist,
@@ -63,7 +65,9 @@ value nm-running "$nm"
 if [ -z "$R" ]; then
   value networkd-enabled "$(systemctl is-enabled systemd-networkd 2>/dev/null || echo unknown)"
 fi
-# what networkd's [Match] conditions test: the host, and each interface's driver
+# what networkd's [Match] conditions test, when asked ($2 = match): the host, and each
+# interface's driver
+if [ "$2" = match ]; then
 if command -v systemd-detect-virt >/dev/null 2>&1; then
   value virt-vm "$(systemd-detect-virt --vm 2>/dev/null)"
   value virt-container "$(systemd-detect-virt --container 2>/dev/null)"
@@ -78,6 +82,7 @@ for i in /sys/class/net/*; do
     d=$(ethtool -i "${i##*/}" 2>/dev/null | sed -n 's/^driver: //p')
   [ -n "$d" ] && value "driver-${i##*/}" "${d##*/}"
 done
+fi
 for t in ifup ifquery netplan nmcli; do
   if command -v "$t" >/dev/null 2>&1; then value "tool-$t" yes; else value "tool-$t" no; fi
 done

@@ -37,7 +37,7 @@ def fact_commands(root: str) -> list[tuple[str, ...]]:
         ("ip", "-j", "addr", "show"),
         tuple(read_routes_argv(Family.V4)),
         tuple(read_routes_argv(Family.V6)),
-        ("sh", "-c", FILES_SCRIPT, "sh", root),
+        ("sh", "-c", FILES_SCRIPT, "sh", root, "match"),
         ("sh", "-c", NM_SCRIPT),
     ]
 
