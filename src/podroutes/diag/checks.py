@@ -24,9 +24,11 @@ from podroutes.core.iproute import batch_line, route_spec
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route, protocol_name
 from podroutes.core.plan import RoutePlan
 from podroutes.core.rules import DEFAULT_RULES
+from podroutes.diag.cni import DEFAULT_BRIDGE
+from podroutes.diag.cni_checks import check_cni
 from podroutes.diag.facts import FORWARDING_SYSCTL, FactKind, HostFacts
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext, runnable
-from podroutes.diag.firewall_checks import check_firewall
+from podroutes.diag.firewall_checks import check_firewall, check_nat
 from podroutes.diag.path_checks import (
     check_paths,
     connected_metric,
@@ -393,20 +395,31 @@ def check_probes(ctx: HostContext) -> list[Finding]:
 
 
 HOST_CHECKS: tuple[Callable[[HostContext], list[Finding]], ...] = (
-    check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_rp_filter,
-    check_routes, check_kernel_paths,
-    check_own_cidr_clash, check_bridge, check_gateways, check_networkd, check_probes)
+    check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_nat,
+    check_rp_filter, check_routes, check_kernel_paths,
+    check_own_cidr_clash, check_bridge, check_gateways, check_networkd, check_cni,
+    check_probes)
+
+
+def host_bridge(facts: HostFacts, bridge: str | None) -> str:
+    """The bridge doctor checks on a host: ``--bridge``, else the one its CNI
+    configuration's bridge plugin uses, else the plugin's default (cni0)."""
+    if bridge is not None:
+        return bridge
+    cni = facts.cni
+    return cni.bridge.name if cni is not None and cni.bridge is not None else DEFAULT_BRIDGE
 
 
 def contexts(route_plan: RoutePlan, facts: Mapping[str, HostFacts], protocol: int,
-             bridge: str = "cni0") -> list[HostContext]:
+             bridge: str | None = None) -> list[HostContext]:
     return [HostContext(host, facts[host.name], route_plan.routes_for(host),
-                        route_plan.inventory, protocol, bridge)
+                        route_plan.inventory, protocol,
+                        host_bridge(facts[host.name], bridge), bridge)
             for host in route_plan.inventory if host.name in facts]
 
 
 def check_all(route_plan: RoutePlan, facts: Mapping[str, HostFacts], protocol: int,
-              bridge: str = "cni0") -> list[Finding]:
+              bridge: str | None = None) -> list[Finding]:
     """Every finding on every host whose facts were read, in inventory order."""
     ctxs = contexts(route_plan, facts, protocol, bridge)
     findings = [f for ctx in ctxs for check in HOST_CHECKS for f in check(ctx)]

@@ -97,10 +97,11 @@ def allowed_fixes(fix: bool, fix_firewall: bool) -> set[FixClass]:
 
 
 async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
-                 bridge: str = "cni0", fix: bool = False, fix_firewall: bool = False,
+                 bridge: str | None = None, fix: bool = False, fix_firewall: bool = False,
                  parallel: int = 32, timeout: float = 30.0,
                  only: Sequence[str] | None = None, probe: bool = False) -> DoctorReport:
     """Read every host, check, and (``fix``/``fix_firewall``) repair and check again.
+    ``bridge`` (``--bridge``) overrides the bridge each host's CNI configuration names.
     ``only`` names the hosts to read, check and repair (``None``: every host); the whole
     inventory still shapes the plan."""
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
