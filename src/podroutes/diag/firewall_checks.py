@@ -244,6 +244,17 @@ def nat_removal(chain: Chain, argv: tuple[str, ...]) -> str:
             f" handle H")
 
 
+_COMMENT_MATCH = re.compile(r'\s+-m comment --comment ("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def _bare(text: str) -> str:
+    """An iptables rule without ``-A CHAIN`` and its comment (the bridge plugin's is a
+    container id); nft rules as they are."""
+    if not text.startswith("-A "):
+        return text
+    return _COMMENT_MATCH.sub("", text).split(" ", 2)[-1]
+
+
 def _nat_finding(ctx: HostContext, family: Family, base: Chain,
                  natted: list[tuple[Flow, NatDecision]]) -> Finding:
     own = ctx.host.pod_cidr(family)
@@ -251,7 +262,7 @@ def _nat_finding(ctx: HostContext, family: Family, base: Chain,
     first = natted[0][1]
     where = first.chain or base
     rule = first.rule
-    by = f"`{rule.text}` in {where.name}" if rule is not None else where.name
+    by = f"`{_bare(rule.text)}` in {where.name}" if rule is not None else where.name
     part = first.part.src if first.part is not None else own
     node = ctx.host.address(family)
     what = (f"{base.label} rewrites the source of pod-to-pod traffic ({part} and maybe "
