@@ -282,16 +282,24 @@ def check_bridge(ctx: HostContext) -> list[Finding]:
             FindingKind.BRIDGE_DOWN, host, f"{name} is down",
             f"a down bridge has no routes: packets for {host}'s pods are dropped, and its "
             f"pods lose their default gateway", (f"ip link set {name} up",)))
+    cni = ctx.facts.cni
+    handed = cni.bridge.subnets if cni is not None and cni.bridge is not None else ()
     for cidr in ctx.host.pod_cidrs:
         first = cidr.network_address + 1
         if not any(a.ip == first for a in bridge.addresses):
+            wrong = [s for s in handed if s.version == cidr.version and s != cidr and
+                     any(a.ip == s.network_address + 1 for a in bridge.addresses)]
             out.append(Finding(
                 FindingKind.BRIDGE_ADDRESS, host,
                 f"{name} does not have {first}, the first address of {cidr}",
                 f"pods use {first} as their default gateway and the kernel derives the "
                 f"`{cidr} dev {name}` route from it: without it pods on {host} reach nothing "
                 f"off-node and nothing reaches them",
-                (f"ip addr add {first}/{cidr.prefixlen} dev {name}",)))
+                (f"ip addr add {first}/{cidr.prefixlen} dev {name}",),
+                note=f"{name} has {wrong[0].network_address + 1}, the gateway of "
+                     f"{wrong[0]} that the CNI configuration hands out (see "
+                     f"cni-subnet-mismatch): fix that file, then recreate the pods"
+                     if wrong else ""))
     return out
 
 
