@@ -61,6 +61,12 @@ def test_a_wrong_subnet_on_one_node_is_found_there_and_breaks_its_pairs() -> Non
         assert broken == sorted((r["src"], r["dst"]) for r in results
                                 if "node-1" in (node_of(r["src"]), node_of(r["dst"])))
         assert broken  # and every other pair passes
+        # trace names the CNI's range for the pod node-1 really has
+        done = lab.podroutes("trace", "10.200.0.2", "10.200.9.2", "--observed", "--json")
+        assert done.returncode == 3, done.stderr
+        notes = json.loads(done.stdout)["notes"]
+        assert notes[0].startswith("10.200.9.2 is not in node-1's pod CIDR (10.200.1.0/24); "
+                                   "node-1's CNI hands out 10.200.9.0/24")
     finally:
         labmod.down(spec)
 
@@ -81,6 +87,14 @@ def test_ipmasq_nat_is_found_on_every_node_fixed_once_and_removable() -> None:
             want = nodes[node_of(r["src"])] if crossing else pods[r["src"]]
             assert (r["seen_source"], r["nat"]) == (want, crossing), r
 
+        done = lab.podroutes("trace", "10.200.0.2", "10.200.1.3", "--live", "--json")
+        assert done.returncode == 0, done.stderr  # delivered, and each kernel agrees
+        traced = json.loads(done.stdout)
+        assert traced["hops"][0]["rewritten_source"] == nodes["node-0"]
+        assert traced["hops"][0]["nat_by"].startswith("CNI-")
+        assert traced["notes"][0].startswith(f"source rewritten to {nodes['node-0']} at "
+                                             f"node-0 by CNI-")
+
         status, report = doctor(lab)
         assert status == 3
         assert kinds(report) == [("pod-to-pod-nat", "node-0"), ("pod-to-pod-nat", "node-1")]
@@ -97,6 +111,8 @@ def test_ipmasq_nat_is_found_on_every_node_fixed_once_and_removable() -> None:
         results = smoke(lab)
         assert all(r["ok"] and not r["nat"] and r["seen_source"] == pods[r["src"]]
                    for r in results)
+        done = lab.podroutes("trace", "10.200.0.2", "10.200.1.3", "--observed", "--json")
+        assert json.loads(done.stdout)["notes"] == []
 
         # a second --fix-firewall finds nothing and adds nothing
         before = {n: podroutes_rules(lab, n) for n in ("node-0", "node-1")}

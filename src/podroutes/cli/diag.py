@@ -31,11 +31,13 @@ from podroutes.cli.options import (
 )
 from podroutes.core.errors import UsageError
 from podroutes.core.iproute import IFNAME_RE
-from podroutes.core.model import Inventory
+from podroutes.core.model import Family, Inventory
 from podroutes.core.plan import plan
+from podroutes.diag.firewall import nat_chains
 from podroutes.diag.trace import (
     Disagreement,
     KernelAnswer,
+    NotInPodCidr,
     Outcome,
     Trace,
     compare,
@@ -116,7 +118,11 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     if not IFNAME_RE.match(node_dev):
         raise UsageError(f"--node-dev {node_dev!r}: not an interface name")
     network = planned_network(route_plan, protocol, node_dev, _bridge(bridge) or "cni0")
-    resolve(network, src, dst)  # bad input exits 2 before any host is contacted
+    try:
+        resolve(network, src, dst)  # bad input exits 2 before any host is contacted
+    except NotInPodCidr:
+        if not (observed or live):
+            raise  # else a node's CNI config may hand it out: resolved once they are read
     errors: dict[str, str] = {}
     if observed or live:
         reached = connect(host_options, inv)  # --local --host NAME: NAME's table only
@@ -130,7 +136,11 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
             route_plan, {n: f.routes for n, f in facts.items()},
             {n: f.local_addresses() for n, f in facts.items()}, _bridge(bridge) or "cni0",
             forwarding={n: f.forwarding() for n, f in facts.items()}, unread=unread,
-            paths={n: f.paths for n, f in facts.items() if f.paths is not None})
+            paths={n: f.paths for n, f in facts.items() if f.paths is not None},
+            nat={n: {fam: nat_chains(f.iptables.get(fam), f.nft, fam) for fam in Family}
+                 for n, f in facts.items()},
+            cni={n: f.cni.bridge.subnets for n, f in facts.items()
+                 if f.cni is not None and f.cni.bridge is not None})
     a, b = resolve(network, src, dst)
     result = simulate(network, a, b)
     answers: dict[int, KernelAnswer] = {}

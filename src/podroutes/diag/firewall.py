@@ -427,6 +427,23 @@ def applies_to(chain: Chain, flow: Flow, bridge_calls_iptables: bool) -> bool:
 
 # --- nat: is the source of a flow rewritten? ----------------------------------------------
 
+#: The tables iptables-nft keeps in nftables; seen through iptables-save already.
+IPTABLES_NFT_TABLES = {"filter", "mangle", "raw", "security", "nat"}
+
+
+def nat_chains(iptables: Ruleset | None, nft: Ruleset | None,
+               family: Family) -> list[tuple[Chain, Ruleset]]:
+    """Every nat chain on the postrouting hook a packet of ``family`` passes, with its
+    ruleset; iptables-nft's own tables are taken once, through iptables-save."""
+    out = [(c, iptables) for c in iptables.postrouting_nat_chains()] if iptables else []
+    if nft is not None:
+        mirrored = iptables is not None and iptables.nft_backend
+        fam = "ip" if family is Family.V4 else "ip6"
+        out += [(c, nft) for c in nft.postrouting_nat_chains()
+                if c.family in (fam, "inet")
+                and not (mirrored and c.family == fam and c.table in IPTABLES_NFT_TABLES)]
+    return out
+
 
 def _narrowed(flow: Flow, rule: Rule) -> Flow:
     """The part of ``flow`` a rule that hits only some of it selects, where that part is

@@ -34,6 +34,7 @@ from podroutes.diag.firewall import (
     applies_to,
     evaluate,
     evaluate_nat,
+    nat_chains,
 )
 
 COMMENT = "podroutes"
@@ -184,29 +185,14 @@ def nat_flows(ctx: HostContext, family: Family) -> list[Flow]:
             for block in collapse_addresses(others)]  # type: ignore[type-var]  # one family
 
 
-def _nat_chains(ctx: HostContext, family: Family) -> Iterator[tuple[Chain, Ruleset]]:
-    iptables = ctx.facts.iptables.get(family)
-    if iptables is not None:
-        for chain in iptables.postrouting_nat_chains():
-            yield chain, iptables
-    nft = ctx.facts.nft
-    if nft is None:
-        return
-    mirrored = iptables is not None and iptables.nft_backend
-    fam = "ip" if family is Family.V4 else "ip6"
-    for chain in nft.postrouting_nat_chains():
-        if mirrored and chain.family == fam and chain.table in _IPTABLES_NFT_TABLES:
-            continue
-        yield chain, nft
-
-
 def check_nat(ctx: HostContext) -> list[Finding]:
     """``pod-to-pod-nat``: a nat POSTROUTING path rewrites the source of packets from this
     node's pods to another node's pods (the bridge plugin's ``ipMasq: true``)."""
     findings = []
     for family in Family:
         classes = nat_flows(ctx, family)
-        for chain, ruleset in _nat_chains(ctx, family):
+        for chain, ruleset in nat_chains(ctx.facts.iptables.get(family), ctx.facts.nft,
+                                         family):
             natted = [(flow, d) for flow in classes
                       if applies_to(chain, flow, False)
                       for d in [evaluate_nat(chain, flow, ruleset)] if d.nat]

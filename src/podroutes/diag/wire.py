@@ -145,8 +145,9 @@ async def observe(transport: Transport, inventory: Inventory, parallel: int,
                   timeout: float, only: Sequence[str] | None = None,
                   ) -> tuple[dict[str, HostFacts], dict[str, str]]:
     """What trace --observed needs from every host (``only``: from those named):
-    addresses, both tables and whether it forwards."""
-    kinds = (FactKind.SYSCTL, FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
+    addresses, both tables, whether it forwards, its nat tables and CNI config."""
+    kinds = (FactKind.SYSCTL, FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6,
+             FactKind.IPTABLES4_NAT, FactKind.IPTABLES6_NAT, FactKind.NFT, FactKind.CNI)
     hosts = [h for h in inventory if only is None or h.name in only]
     return await each_host(transport, hosts, lambda s, h: read_facts(s, kinds, probe=()),
                            parallel, timeout)
