@@ -61,12 +61,16 @@ def test_a_wrong_subnet_on_one_node_is_found_there_and_breaks_its_pairs() -> Non
         assert broken == sorted((r["src"], r["dst"]) for r in results
                                 if "node-1" in (node_of(r["src"]), node_of(r["dst"])))
         assert broken  # and every other pair passes
-        # trace names the CNI's range for the pod node-1 really has
-        done = lab.podroutes("trace", "10.200.0.2", "10.200.9.2", "--observed", "--json")
+        # trace: the routes lead to node-1, whose cni0 has no 10.200.1.0/24, and the note
+        # says why: the CNI hands out another range
+        done = lab.podroutes("trace", "10.200.0.2", "10.200.1.2", "--observed", "--json")
         assert done.returncode == 3, done.stderr
-        notes = json.loads(done.stdout)["notes"]
-        assert notes[0].startswith("10.200.9.2 is not in node-1's pod CIDR (10.200.1.0/24); "
-                                   "node-1's CNI hands out 10.200.9.0/24")
+        traced = json.loads(done.stdout)
+        assert [h["host"] for h in traced["hops"]] == ["node-0", "node-1"]
+        assert traced["outcome"] != "delivered"
+        assert traced["notes"] == [
+            "10.200.1.2 is in node-1's pod CIDR 10.200.1.0/24, but node-1's CNI hands out "
+            "10.200.9.0/24 (cni-subnet-mismatch): no pod on node-1 has this address"]
     finally:
         labmod.down(spec)
 

@@ -365,7 +365,9 @@ def test_a_cni_subnet_mismatch_is_named_at_either_end(kthw: RoutePlan) -> None:
     assert t.notes == ("10.200.1.7 is in node-1's pod CIDR 10.200.1.0/24, but node-1's CNI "
                        "hands out 10.200.9.0/24 (cni-subnet-mismatch): no pod on node-1 has "
                        "this address",)
-    t = run(network, "10.200.0.2", "10.200.9.7")  # a real pod of node-1, by its CNI
-    assert t.dst.host == "node-1" and t.outcome is not Outcome.DELIVERED
-    assert t.notes[0].startswith("10.200.9.7 is not in node-1's pod CIDR (10.200.1.0/24); "
-                                 "node-1's CNI hands out 10.200.9.0/24")
+    t = run(network, "10.200.1.7", "10.200.0.2")  # at the source end too
+    assert t.notes[0].startswith("10.200.1.7 is in node-1's pod CIDR 10.200.1.0/24, but")
+    assert run(network, "10.200.0.2", "10.200.0.3").notes == ()
+    # a real pod of node-1 (by its CNI) is in no pod CIDR: bad input, before any host
+    with pytest.raises(UsageError, match="cni-subnet-mismatch"):
+        run(network, "10.200.0.2", "10.200.9.7")

@@ -37,7 +37,6 @@ from podroutes.diag.firewall import nat_chains
 from podroutes.diag.trace import (
     Disagreement,
     KernelAnswer,
-    NotInPodCidr,
     Outcome,
     Trace,
     compare,
@@ -118,11 +117,7 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     if not IFNAME_RE.match(node_dev):
         raise UsageError(f"--node-dev {node_dev!r}: not an interface name")
     network = planned_network(route_plan, protocol, node_dev, _bridge(bridge) or "cni0")
-    try:
-        resolve(network, src, dst)  # bad input exits 2 before any host is contacted
-    except NotInPodCidr:
-        if not (observed or live):
-            raise  # else a node's CNI config may hand it out: resolved once they are read
+    resolve(network, src, dst)  # bad input exits 2 before any host is contacted
     errors: dict[str, str] = {}
     if observed or live:
         reached = connect(host_options, inv)  # --local --host NAME: NAME's table only

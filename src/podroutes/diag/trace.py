@@ -48,11 +48,6 @@ class Outcome(enum.StrEnum):
     UNKNOWN = "unknown: a host on the path was not read"
 
 
-class NotInPodCidr(UsageError):
-    """An address in no inventory pod CIDR and no node's: with ``--observed`` it may still
-    be a pod a node's CNI config hands addresses to (checked once the hosts are read)."""
-
-
 class EndpointKind(enum.StrEnum):
     POD = "pod"
     NODE = "node"
@@ -112,11 +107,6 @@ class Network:
 
     def pod_host(self, address: IPAddress) -> TraceHost | None:
         return next((h for h in self.hosts for c in h.pod_cidrs
-                     if c.version == address.version and address in c), None)
-
-    def cni_host(self, address: IPAddress) -> TraceHost | None:
-        """The host whose CNI config hands out ``address`` (observed networks only)."""
-        return next((h for h in self.hosts for c in h.cni or ()
                      if c.version == address.version and address in c), None)
 
 
@@ -228,14 +218,14 @@ def _endpoint(network: Network, text: str, family: Family | None) -> Endpoint | 
     if node is not None and address in node.addresses:
         return Endpoint(EndpointKind.NODE, address, node.name)
     pod_host = network.pod_host(address)
-    if pod_host is None and (cni_host := network.cni_host(address)) is not None:
-        return Endpoint(EndpointKind.POD, address, cni_host.name)  # see cni_notes
     if pod_host is None:
         same = [str(c) for h in network.hosts for c in h.pod_cidrs
                 if c.version == address.version]
         cidrs = ", ".join(same[:6]) + (", ..." if len(same) > 6 else "")
-        raise NotInPodCidr(f"{address} is in no pod CIDR ({cidrs or 'none'}) and is no "
-                           f"node's address")
+        raise UsageError(f"{address} is in no pod CIDR ({cidrs or 'none'}) and is no "
+                         f"node's address (a pod can have such an address when its node's "
+                         f"CNI config hands out another subnet: `podroutes doctor` reports "
+                         f"that as cni-subnet-mismatch)")
     cidr = next(c for c in pod_host.pod_cidrs if address in c)
     if address == cidr.network_address:
         raise UsageError(f"{text} is the network address of {cidr} ({pod_host.name}), "
@@ -286,8 +276,8 @@ def decide(host: TraceHost, dst: IPAddress, src: IPAddress, arrived: str | None)
 
 def cni_notes(network: Network, *endpoints: Endpoint) -> list[str]:
     """What the hosts' CNI configs (when read) say against the inventory about the pods
-    at either end: an address its node's CNI never hands out, or one only a CNI hands
-    out (the inventory has another pod CIDR for that node: cni-subnet-mismatch)."""
+    at either end: an address of a node's pod CIDR that its CNI never hands out
+    (cni-subnet-mismatch)."""
     out = []
     for e in endpoints:
         host = network.host(e.host)
@@ -296,12 +286,7 @@ def cni_notes(network: Network, *endpoints: Endpoint) -> list[str]:
         handed = [c for c in host.cni if c.version == e.address.version]
         cidr = next((c for c in host.pod_cidrs if e.address in c), None)
         shown = ", ".join(str(c) for c in handed) or "no such addresses"
-        if cidr is None:
-            mine = ", ".join(str(c) for c in host.pod_cidrs if c.version == e.address.version)
-            out.append(f"{e.address} is not in {host.name}'s pod CIDR ({mine}); "
-                       f"{host.name}'s CNI hands out {shown} (cni-subnet-mismatch): no node "
-                       f"routes it to {host.name}, so packets to this pod are lost")
-        elif not any(e.address in c for c in handed):
+        if cidr is not None and not any(e.address in c for c in handed):
             out.append(f"{e.address} is in {host.name}'s pod CIDR {cidr}, but "
                        f"{host.name}'s CNI hands out {shown} (cni-subnet-mismatch): no pod "
                        f"on {host.name} has this address")
