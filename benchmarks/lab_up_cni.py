@@ -9,6 +9,10 @@ variants, alternating with the order rotating round by round: ``--baseline SRC``
 followed by an untimed ``lab down`` of the same name; ``--warmup`` untimed rounds first,
 then the median (and min/max) of ``--runs`` rounds, and the ratios of the medians.
 
+With ``--step-runs N`` it also times the ipMasq step alone, in process: N times, a lab
+built with ``--no-ipmasq`` (untimed), then ``podroutes.lab.netns._ipmasq`` (every node's
+``iptables-restore``) timed, then the lab removed.
+
 Run as root from the repository root: ``python benchmarks/lab_up_cni.py --baseline
 /path/to/old/src [--nodes 30] [--runs 5]``. Only labs this script names (``prt`` + 6 random
 hex digits) are made, and each is removed by name, also on failure.
@@ -44,6 +48,25 @@ def run(src: Path, *args: str) -> float:
                        env=env, capture_output=True, check=False)
 
 
+def step(src: Path, nodes: int, runs: int) -> None:
+    sys.path.insert(0, str(src))
+    from podroutes.lab import netns  # this tree's, not an installed one
+
+    took = []
+    for _ in range(runs):
+        spec = netns.up(netns.LabSpec(name="prt" + secrets.token_hex(3), nodes=nodes,
+                                      ipmasq=False))
+        try:
+            start = time.monotonic()
+            netns._ipmasq(spec, spec.machines(), spec.pods())
+            took.append(time.monotonic() - start)
+        finally:
+            netns.down(spec)
+    print(f"ipMasq step alone, {nodes} nodes x 2 pods: median {statistics.median(took):.3f} s "
+          f"(min {min(took):.3f}, max {max(took):.3f}; {runs} runs; load average "
+          f"{os.getloadavg()[0]:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True)
@@ -51,7 +74,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--step-runs", type=int, default=0)
     opts = parser.parse_args()
+    if opts.step_runs:
+        step(opts.src, opts.nodes, opts.step_runs)
     nodes = ("--nodes", str(opts.nodes))
     variants = {"before (baseline)": (opts.baseline, nodes),
                 "10-bridge.conf, --no-ipmasq": (opts.src, (*nodes, "--no-ipmasq")),
@@ -66,6 +92,8 @@ def main() -> None:
             if round_ >= opts.warmup:
                 times[name].append(took)
                 print(f"round {round_ - opts.warmup + 1}: {name}: {took:.2f} s", flush=True)
+    if not opts.runs:
+        return
     medians = {n: statistics.median(t) for n, t in times.items()}
     print(f"\nlab up --nodes {opts.nodes}, {opts.runs} runs each, load average "
           f"{os.getloadavg()[0]:.2f}:")
