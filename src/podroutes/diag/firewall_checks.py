@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
+from dataclasses import replace
 from ipaddress import collapse_addresses, ip_network
 
 from podroutes.core.model import Family, IPNetwork
@@ -201,7 +202,7 @@ def check_nat(ctx: HostContext) -> list[Finding]:
     return findings
 
 
-def nat_rule_argv(ctx: HostContext, chain: Chain, own: IPNetwork,
+def nat_rule_argv(chain: Chain, own: IPNetwork,
                   blocks: list[IPNetwork]) -> tuple[str, ...] | None:
     """The one rule that returns pod-to-pod traffic at the top of a nat chain."""
     dsts = ",".join(str(ip_network(b)) for b in blocks)
@@ -251,8 +252,9 @@ def _nat_finding(ctx: HostContext, family: Family, base: Chain,
     by = f"`{_bare(rule.text)}` in {where.name}" if rule is not None else where.name
     part = first.part.src if first.part is not None else own
     node = ctx.host.address(family)
-    what = (f"{base.label} rewrites the source of pod-to-pod traffic ({part} and maybe "
-            f"more of {own} → {', '.join(str(f.dst) for f, _ in natted)}) by {by}")
+    sources = str(own) if part == own else f"{part} and maybe more of {own}"
+    what = (f"{base.label} rewrites the source of pod-to-pod traffic ({sources} → "
+            f"{', '.join(str(f.dst) for f, _ in natted)}) by {by}")
     why = (f"other nodes' pods see {ctx.host.name}'s pods as {node or 'the node address'}, "
            f"not as themselves: Kubernetes requires pods to reach each other without NAT, "
            f"and NetworkPolicy by pod IP, logs and anything that checks the client address "
@@ -260,15 +262,13 @@ def _nat_finding(ctx: HostContext, family: Family, base: Chain,
            f"leaves its pod's own subnet)")
     # The bridge plugin flushes its own nft postrouting chain: go where it jumps instead.
     target = where if base.table == _CNI_NFT_TABLE and where is not base else base
-    argv = nat_rule_argv(ctx, target, own, [f.dst for f, _ in natted])
+    argv = nat_rule_argv(target, own, [f.dst for f, _ in natted])
     if argv is None:
         return Finding(FindingKind.POD_TO_POD_NAT, ctx.host.name, what, why, (),
                        note=f"add a rule returning {own} → other nodes' pods at the top of "
                             f"{target.label}; its names are not ones podroutes puts in an "
                             f"nft command")
-    finding = runnable(FindingKind.POD_TO_POD_NAT, ctx.host.name, what, why, [argv],
-                       FixClass.FIREWALL)
-    return Finding(finding.kind, finding.host, finding.what, finding.why, finding.fix,
-                   finding.fix_class, finding.argv,
+    return replace(runnable(FindingKind.POD_TO_POD_NAT, ctx.host.name, what, why, [argv],
+                            FixClass.FIREWALL),
                    note=f"the rule is podroutes' own (comment \"{COMMENT}\"); to remove it: "
                         f"{nat_removal(target, argv)}")
