@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ def _root_netns_state() -> tuple[str, str, str, str]:
 
 def test_lab_builds_the_topology_and_changes_nothing_in_the_root_namespace() -> None:
     before = _root_netns_state()
+    cni_dir_existed = Path("/etc/cni/net.d").exists()
     spec = labmod.up(labmod.LabSpec(name=unique_name(), nodes=3, pods_per_node=2))
     try:
         lab = Lab(spec)
@@ -49,6 +51,15 @@ def test_lab_builds_the_topology_and_changes_nothing_in_the_root_namespace() -> 
         ]
         state = labmod.status(spec)
         assert state["healthy"] is True
+        # KTHW's 10-bridge.conf in node-2's own /etc, with node-2's SUBNET; the real /etc
+        # has none of it. By default the bridge plugin's ipMasq rules, one chain per pod.
+        conf = json.loads(lab.msh("node-2", "cat", "/etc/cni/net.d/10-bridge.conf"))
+        assert conf["ipam"]["ranges"] == [[{"subnet": "10.200.2.0/24"}]]
+        assert (conf["bridge"], conf["isGateway"], conf["ipMasq"]) == ("cni0", True, True)
+        assert Path("/etc/cni/net.d").exists() == cni_dir_existed
+        nat = lab.sh("node-2", "iptables-save", "-t", "nat")
+        assert "-A POSTROUTING -s 10.200.2.3/32 -m comment" in nat
+        assert nat.count("-j MASQUERADE") == 2
         # ssh with the lab's own config and pinned keys works from the jumpbox
         out = lab.sh("jumpbox", "ssh", "-F", str(lab.dir / "ssh_config"), "node-2",
                      "cat /proc/sys/net/ipv4/ip_forward")

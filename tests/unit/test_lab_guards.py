@@ -20,10 +20,24 @@ def test_lab_refuses_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
     (labmod.LabSpec(name="ok", nodes=0), "--nodes 0"),
     (labmod.LabSpec(name="ok", nodes=151), "--nodes 151"),
     (labmod.LabSpec(name="ok", pods_per_node=0), "--pods-per-node 0"),
+    (labmod.LabSpec(name="ok", cni_subnets=(("node-9", "10.200.9.0/24"),)), "no node 'node-9'"),
+    (labmod.LabSpec(name="ok", cni_subnets=(("node-1", "10.200.9.0/33"),)), "not an IPv4"),
+    (labmod.LabSpec(name="ok", cni_subnets=(("node-1", "192.168.10.0/25"),)), "outside the node"),
+    (labmod.LabSpec(name="ok", cni_subnets=(("server", "10.200.9.0/24"),)), "no node 'server'"),
 ])
 def test_lab_spec_validation(spec: labmod.LabSpec, message: str) -> None:
     with pytest.raises(LabError, match=message):
         labmod.validate_spec(spec)
+
+
+def test_a_cni_subnet_readdresses_that_nodes_pods_only() -> None:
+    spec = labmod.LabSpec(name="x", nodes=2, pods_per_node=2,
+                          cni_subnets=(("node-1", "10.200.9.0/24"),))
+    assert [p.address for p in spec.pods()] == ["10.200.0.2", "10.200.0.3", "10.200.9.2",
+                                                "10.200.9.3"]
+    assert [spec.cni_subnet(m) for m in spec.machines()] == [
+        None, None, "10.200.0.0/24", "10.200.9.0/24"]
+    assert [m.pod_cidr for m in spec.machines()][3] == "10.200.1.0/24"  # the inventory's
 
 
 def test_lab_addresses_follow_the_seed() -> None:

@@ -8,6 +8,7 @@ import socket
 import struct
 
 from podroutes.lab import icmp, smoke
+from podroutes.lab.topology import Machine
 
 
 def ipv4(src: str, dst: str, payload: bytes) -> bytes:
@@ -130,3 +131,24 @@ def test_table_fulls_sums_the_column_over_cpus() -> None:
     assert table_fulls(text) == 0x3ACC + 0x10
     assert table_fulls("entries allocs\n00000001 00000002\n") == 0
     assert table_fulls("") == 0
+
+
+def test_an_echo_request_received_tells_the_source_the_destination_saw() -> None:
+    request = icmp.echo_request(4, 7, 9, b"token")
+    # as the pinged pod receives it after node-0 masqueraded it
+    seen = icmp.request4(ipv4("192.168.10.101", "10.200.1.2", request))
+    assert seen == icmp.Request(7, 9, b"token", "192.168.10.101")
+    assert icmp.request4(ipv4("10.200.1.2", "10.200.0.2", reply_of(request))) is None
+    assert icmp.request4(b"\x45" + b"\0" * 10) is None
+    six = icmp.echo_request(6, 7, 9, b"token")
+    assert icmp.request6(six, "fd00:200::2") == icmp.Request(7, 9, b"token", "fd00:200::2")
+    assert icmp.request6(reply_of(six, 6), "fd00:200::2") is None
+    assert 8 in icmp.PASS_TYPES[4] and 128 in icmp.PASS_TYPES[6]
+
+
+def test_a_ping_seen_from_another_address_was_natted() -> None:
+    a = Machine("node-0-pod-0", "pod", "10.200.0.2", node="node-0")
+    b = Machine("node-1-pod-0", "pod", "10.200.1.2", node="node-1")
+    assert smoke.Ping(a, b, True, "", 4, "192.168.10.101").natted
+    assert not smoke.Ping(a, b, True, "", 4, "10.200.0.2").natted
+    assert not smoke.Ping(a, b, False, "", 4, None).natted

@@ -5,6 +5,7 @@ resolution; the --live comparison with the kernel's answers; the drawing."""
 from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from podroutes.core.errors import UsageError
 from podroutes.core.model import Family, Route
 from podroutes.core.plan import RoutePlan, plan
+from podroutes.diag.firewall import nat_chains, parse_iptables_save
 from podroutes.diag.trace import (
     EndpointKind,
     Hop,
@@ -317,3 +319,55 @@ def test_a_bridge_address_is_the_node_and_an_fqdn_is_its_host(kthw: RoutePlan) -
     fqdn = next(h.fqdn for h in kthw.inventory if h.name == "node-1")
     assert fqdn is not None
     assert resolve(network, "node-0", fqdn)[1].host == "node-1"
+
+
+# --- NAT and the CNI config on the path (--observed) --------------------------------------
+
+NAT_DATA = Path(__file__).parent.parent / "data" / "nat"
+
+
+def with_nat_and_cni(route_plan: RoutePlan, nat_file: str | None,
+                     cni: dict[str, tuple[str, ...]]) -> Network:
+    base = observed(route_plan, {n: PLANNED[n] for n in ("server", "node-0", "node-1")})
+    chains = {}
+    if nat_file is not None:
+        ipt = parse_iptables_save((NAT_DATA / nat_file).read_text(), Family.V4)
+        chains = {"node-0": {Family.V4: nat_chains(ipt, None, Family.V4)}}
+    tables = {h.name: h.routes for h in base.hosts}
+    local = {h.name: h.local for h in base.hosts}
+    return observed_network(route_plan, tables, local, nat=chains,
+                            cni={n: tuple(ip_network(c) for c in cs) for n, cs in cni.items()})
+
+
+def test_the_bridge_plugins_masquerade_is_shown_on_the_path(kthw: RoutePlan) -> None:
+    network = with_nat_and_cni(kthw, "ipt-nat-bridge.txt", {})
+    t = run(network, "10.200.0.2", "10.200.1.2")
+    assert t.outcome is Outcome.DELIVERED
+    assert str(t.hops[0].rewritten) == "192.168.10.101"
+    assert t.hops[0].nat_by.startswith("CNI-")
+    assert t.notes[0].startswith("source rewritten to 192.168.10.101 at node-0 by CNI-")
+    assert "nat:   source rewritten to 192.168.10.101" in draw(t, ADDRESSES)
+    assert trace_json(t)["hops"][0]["rewritten_source"] == "192.168.10.101"
+    # the next hop's kernel is asked about the packet as it arrives: from the node address
+    assert kernel_query(t.hops[1], t)[6] == "192.168.10.101"
+    # a pod without the plugin's rule (no such pod) and after the fix: no rewrite
+    assert run(network, "10.200.0.9", "10.200.1.2").notes == ()
+    fixed = with_nat_and_cni(kthw, "ipt-nat-bridge-fixed.txt", {})
+    assert run(fixed, "10.200.0.2", "10.200.1.2").notes == ()
+    assert run(with_nat_and_cni(kthw, None, {}), "10.200.0.2", "10.200.1.2").notes == ()
+
+
+def test_a_cni_subnet_mismatch_is_named_at_either_end(kthw: RoutePlan) -> None:
+    network = with_nat_and_cni(kthw, None, {"node-0": ("10.200.0.0/24",),
+                                            "node-1": ("10.200.9.0/24",)})
+    t = run(network, "10.200.0.2", "10.200.1.7")
+    assert t.outcome is Outcome.DELIVERED  # the routes lead there, but no pod has it
+    assert t.notes == ("10.200.1.7 is in node-1's pod CIDR 10.200.1.0/24, but node-1's CNI "
+                       "hands out 10.200.9.0/24 (cni-subnet-mismatch): no pod on node-1 has "
+                       "this address",)
+    t = run(network, "10.200.1.7", "10.200.0.2")  # at the source end too
+    assert t.notes[0].startswith("10.200.1.7 is in node-1's pod CIDR 10.200.1.0/24, but")
+    assert run(network, "10.200.0.2", "10.200.0.3").notes == ()
+    # a real pod of node-1 (by its CNI) is in no pod CIDR: bad input, before any host
+    with pytest.raises(UsageError, match="cni-subnet-mismatch"):
+        run(network, "10.200.0.2", "10.200.9.7")

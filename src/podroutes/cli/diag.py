@@ -32,8 +32,9 @@ from podroutes.cli.options import (
 )
 from podroutes.core.errors import UsageError
 from podroutes.core.iproute import IFNAME_RE
-from podroutes.core.model import Inventory
+from podroutes.core.model import Family, Inventory
 from podroutes.core.plan import plan
+from podroutes.diag.firewall import nat_chains
 from podroutes.diag.trace import (
     Disagreement,
     KernelAnswer,
@@ -49,15 +50,17 @@ from podroutes.diag.trace_draw import trace_json
 from podroutes.diag.wire import ask_kernels, doctor, observe
 
 
-def _bridge(name: str) -> str:
-    if not IFNAME_RE.match(name):
+def _bridge(name: str | None) -> str | None:
+    if name is not None and not IFNAME_RE.match(name):
         raise UsageError(f"--bridge {name!r}: not an interface name")
     return name
 
 
 def bridge_option(func: Any) -> Any:
-    return click.option("--bridge", default="cni0", show_default=True,
-                        help="The pods' bridge on every node (KTHW: cni0).")(func)
+    return click.option("--bridge", default=None,
+                        help="The pods' bridge on every node. Default: doctor uses the bridge "
+                             "each node's CNI configuration names (else cni0, as the bridge "
+                             "plugin does); trace uses cni0 (KTHW).")(func)
 
 
 @click.command("doctor")
@@ -69,7 +72,8 @@ def bridge_option(func: Any) -> Any:
                    "of the node's own pod CIDR (own-CIDR clashes); then re-read and re-judge.")
 @click.option("--fix-firewall", is_flag=True,
               help="Add narrow accept rules for pod CIDRs where a firewall drops them "
-                   "(never changes a policy).")
+                   "(never changes a policy), and one rule at the top of nat POSTROUTING "
+                   "that exempts pod-to-pod traffic from masquerading.")
 @click.option("--probe", is_flag=True,
               help="Also ping from each node's bridge address to every other node's "
                    "(both families): proves the pod CIDR routes both ways, not forwarding.")
@@ -78,7 +82,7 @@ def bridge_option(func: Any) -> Any:
                    "disagree with the inventory file: a node on one side only, another "
                    "pod CIDR, another address.")
 @handle_errors
-def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fix: bool,
+def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str | None, fix: bool,
                    fix_firewall: bool, probe: bool, compare_kubernetes: bool,
                    host_options: HostOptions) -> None:
     """Find every known cause of pods not reaching each other, on every host."""
@@ -125,7 +129,7 @@ def doctor_command(inventory: str, protocol: int, as_json: bool, bridge: str, fi
               help="The node interface name drawn for planned tables.")
 @handle_errors
 def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bool,
-                  bridge: str, observed: bool, live: bool, node_dev: str,
+                  bridge: str | None, observed: bool, live: bool, node_dev: str,
                   host_options: HostOptions) -> None:
     """Show the hop-by-hop path of a packet from SRC to DST (pod IP, node IP or host)."""
     check_protocol(protocol)
@@ -133,7 +137,7 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
     route_plan = plan(inv)
     if not IFNAME_RE.match(node_dev):
         raise UsageError(f"--node-dev {node_dev!r}: not an interface name")
-    network = planned_network(route_plan, protocol, node_dev, _bridge(bridge))
+    network = planned_network(route_plan, protocol, node_dev, _bridge(bridge) or "cni0")
     resolve(network, src, dst)  # bad input exits 2 before any host is contacted
     errors: dict[str, str] = {}
     if observed or live:
@@ -146,9 +150,13 @@ def trace_command(src: str, dst: str, inventory: str, protocol: int, as_json: bo
                   for h in inv if h.name not in facts}
         network = observed_network(
             route_plan, {n: f.routes for n, f in facts.items()},
-            {n: f.local_addresses() for n, f in facts.items()}, bridge,
+            {n: f.local_addresses() for n, f in facts.items()}, _bridge(bridge) or "cni0",
             forwarding={n: f.forwarding() for n, f in facts.items()}, unread=unread,
-            paths={n: f.paths for n, f in facts.items() if f.paths is not None})
+            paths={n: f.paths for n, f in facts.items() if f.paths is not None},
+            nat={n: {fam: nat_chains(f.iptables.get(fam), f.nft, fam) for fam in Family}
+                 for n, f in facts.items()},
+            cni={n: f.cni.bridge.subnets for n, f in facts.items()
+                 if f.cni is not None and f.cni.bridge is not None})
     a, b = resolve(network, src, dst)
     result = simulate(network, a, b)
     answers: dict[int, KernelAnswer] = {}

@@ -43,18 +43,36 @@ def lab() -> None:
 @click.option("--manager", type=click.Choice(MANAGERS),
               help="Seed every machine's own /etc with this network manager's base config "
                    "for eth0 (networkd and netplan also run systemd-networkd in it).")
+@click.option("--ipmasq/--no-ipmasq", default=True, show_default=True,
+              help="Give every pod the nat rules the CNI bridge plugin writes with "
+                   "\"ipMasq\": true (KTHW's 10-bridge.conf): pods then reach other nodes' "
+                   "pods as their node's address.")
+@click.option("--cni-subnet", "cni_subnets", multiple=True, metavar="NODE=CIDR",
+              help="Write CIDR as NODE's SUBNET in its 10-bridge.conf instead of its pod "
+                   "CIDR (a wrong sed): its cni0 and pods take addresses from it; "
+                   "machines.txt keeps the right CIDR. Repeatable.")
 def up_command(name: str, nodes: int, pods_per_node: int, dual_stack: bool,
-               manager: str | None) -> None:
-    """Build the lab: jumpbox, server, nodes with cni0 and pods, an sshd per machine."""
+               manager: str | None, ipmasq: bool, cni_subnets: tuple[str, ...]) -> None:
+    """Build the lab: jumpbox, server, nodes with cni0, KTHW's 10-bridge.conf and pods, an
+    sshd per machine."""
     try:
+        pairs = []
+        for given in cni_subnets:
+            node, sep, cidr = given.partition("=")
+            if not sep:
+                raise LabError(f"--cni-subnet {given!r}: use NODE=CIDR, e.g. "
+                               "node-1=10.200.9.0/24")
+            pairs.append((node, cidr))
         spec = labmod.up(labmod.LabSpec(name=name, nodes=nodes, pods_per_node=pods_per_node,
-                                        dual_stack=dual_stack, manager=manager))
+                                        dual_stack=dual_stack, manager=manager, ipmasq=ipmasq,
+                                        cni_subnets=tuple(pairs)))
     except LabError as exc:
         _fail(exc)
         return
     d = spec.directory
     out = _out()
-    extra = (" (dual-stack)" if dual_stack else "") + (f" ({manager})" if manager else "")
+    extra = (" (dual-stack)" if dual_stack else "") + (f" ({manager})" if manager else "") + \
+        ("" if ipmasq else " (no ipMasq rules)")
     out.print(f"[green]lab {name!r} is up[/]{extra}: jumpbox, "
               f"server, {nodes} nodes, {nodes * pods_per_node} pods, "
               f"{len(spec.machines())} sshd")
@@ -148,8 +166,11 @@ def smoke_command(name: str, as_json: bool) -> None:
         click.echo(json.dumps({
             "pairs": len(results), "failed": len(failed), "families": list(spec.families),
             "neighbour_table_full": table_full,
+            "natted": sum(1 for r in results if r.natted),
             "results": [{"src": r.src.name, "dst": r.dst.name, "family": r.family,
-                         "dst_address": r.dst_address, "ok": r.ok, "detail": r.detail}
+                         "src_address": r.src_address, "dst_address": r.dst_address,
+                         "ok": r.ok, "detail": r.detail, "seen_source": r.seen,
+                         "nat": r.natted}
                         for r in results]}, indent=2))
         sys.exit(ExitStatus.FAILED if failed else ExitStatus.OK)
     out = _out()
@@ -165,8 +186,17 @@ def smoke_command(name: str, as_json: bool) -> None:
             total = sum(1 for r in results if r.family == family)
             out.print(f"  IPv{family}: " + ("[green]all pairs pass[/]" if not bad else
                                             f"[red]{bad} of {total} pairs failed[/]"))
+    natted = [r for r in results if r.natted]
+    if natted:
+        r = natted[0]
+        out.print(f"  [yellow]N[/]: the destination saw another source than the sending pod "
+                  f"(a NAT on the way, e.g. the CNI bridge plugin's ipMasq rules): "
+                  f"{len(natted)} pairs, e.g. {r.src.name} ({r.src_address}) → {r.dst.name} "
+                  f"seen as {r.seen}")
     verdict = "[green]all pairs reach each other[/]" if not failed else \
         f"[red]{len(failed)} of {len(results)} pairs failed[/]"
+    if natted:
+        verdict += f"; [yellow]{len(natted)} with their source rewritten[/]"
     if table_full:
         out.print(f"[yellow]warning[/]: {full_note}")
     out.print(f"smoke: {verdict}")
@@ -176,6 +206,7 @@ def smoke_command(name: str, as_json: bool) -> None:
 def _matrix_table(spec: labmod.LabSpec, name: str, family: int, results: list[Ping]) -> Table:
     pods = spec.pods()
     ok = {(r.src.name, r.dst.name): r.ok for r in results}
+    natted = {(r.src.name, r.dst.name) for r in results if r.natted}
     which = f"IPv{family} " if spec.dual_stack else ""
     table = Table(title=f"pod-to-pod {which}ping matrix, lab {name!r} (row pings column)")
     table.add_column("from \\ to")
@@ -183,6 +214,7 @@ def _matrix_table(spec: labmod.LabSpec, name: str, family: int, results: list[Pi
         table.add_column(f"{p.name}\n{p.address_of(family)}", justify="center")
     for a in pods:
         table.add_row(f"{a.name} {a.address_of(family)}", *(
-            "·" if a is b else ("[green]✓[/]" if ok[(a.name, b.name)] else "[red]✗[/]")
+            "·" if a is b else ("[red]✗[/]" if not ok[(a.name, b.name)] else
+                                "[yellow]N[/]" if (a.name, b.name) in natted else "[green]✓[/]")
             for b in pods))
     return table

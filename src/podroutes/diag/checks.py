@@ -24,9 +24,11 @@ from podroutes.core.iproute import batch_line, route_spec
 from podroutes.core.model import MAIN_TABLE, Family, IPAddress, IPNetwork, Route, protocol_name
 from podroutes.core.plan import RoutePlan
 from podroutes.core.rules import DEFAULT_RULES
+from podroutes.diag.cni import DEFAULT_BRIDGE
+from podroutes.diag.cni_checks import check_cni
 from podroutes.diag.facts import FORWARDING_SYSCTL, FactKind, HostFacts
 from podroutes.diag.findings import Finding, FindingKind, FixClass, HostContext, runnable
-from podroutes.diag.firewall_checks import check_firewall
+from podroutes.diag.firewall_checks import check_firewall, check_nat
 from podroutes.diag.path_checks import (
     check_paths,
     connected_metric,
@@ -280,16 +282,24 @@ def check_bridge(ctx: HostContext) -> list[Finding]:
             FindingKind.BRIDGE_DOWN, host, f"{name} is down",
             f"a down bridge has no routes: packets for {host}'s pods are dropped, and its "
             f"pods lose their default gateway", (f"ip link set {name} up",)))
+    cni = ctx.facts.cni
+    handed = cni.bridge.subnets if cni is not None and cni.bridge is not None else ()
     for cidr in ctx.host.pod_cidrs:
         first = cidr.network_address + 1
         if not any(a.ip == first for a in bridge.addresses):
+            wrong = [s for s in handed if s.version == cidr.version and s != cidr and
+                     any(a.ip == s.network_address + 1 for a in bridge.addresses)]
             out.append(Finding(
                 FindingKind.BRIDGE_ADDRESS, host,
                 f"{name} does not have {first}, the first address of {cidr}",
                 f"pods use {first} as their default gateway and the kernel derives the "
                 f"`{cidr} dev {name}` route from it: without it pods on {host} reach nothing "
                 f"off-node and nothing reaches them",
-                (f"ip addr add {first}/{cidr.prefixlen} dev {name}",)))
+                (f"ip addr add {first}/{cidr.prefixlen} dev {name}",),
+                note=f"{name} has {wrong[0].network_address + 1}, the gateway of "
+                     f"{wrong[0]} that the CNI configuration hands out (see "
+                     f"cni-subnet-mismatch): fix that file, then recreate the pods"
+                     if wrong else ""))
     return out
 
 
@@ -393,20 +403,31 @@ def check_probes(ctx: HostContext) -> list[Finding]:
 
 
 HOST_CHECKS: tuple[Callable[[HostContext], list[Finding]], ...] = (
-    check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_rp_filter,
-    check_routes, check_kernel_paths,
-    check_own_cidr_clash, check_bridge, check_gateways, check_networkd, check_probes)
+    check_forwarding, check_accept_ra, check_node_addresses, check_firewall, check_nat,
+    check_rp_filter, check_routes, check_kernel_paths,
+    check_own_cidr_clash, check_bridge, check_gateways, check_networkd, check_cni,
+    check_probes)
+
+
+def host_bridge(facts: HostFacts, bridge: str | None) -> str:
+    """The bridge doctor checks on a host: ``--bridge``, else the one its CNI
+    configuration's bridge plugin uses, else the plugin's default (cni0)."""
+    if bridge is not None:
+        return bridge
+    cni = facts.cni
+    return cni.bridge.name if cni is not None and cni.bridge is not None else DEFAULT_BRIDGE
 
 
 def contexts(route_plan: RoutePlan, facts: Mapping[str, HostFacts], protocol: int,
-             bridge: str = "cni0") -> list[HostContext]:
+             bridge: str | None = None) -> list[HostContext]:
     return [HostContext(host, facts[host.name], route_plan.routes_for(host),
-                        route_plan.inventory, protocol, bridge)
+                        route_plan.inventory, protocol,
+                        host_bridge(facts[host.name], bridge), bridge)
             for host in route_plan.inventory if host.name in facts]
 
 
 def check_all(route_plan: RoutePlan, facts: Mapping[str, HostFacts], protocol: int,
-              bridge: str = "cni0") -> list[Finding]:
+              bridge: str | None = None) -> list[Finding]:
     """Every finding on every host whose facts were read, in inventory order."""
     ctxs = contexts(route_plan, facts, protocol, bridge)
     findings = [f for ctx in ctxs for check in HOST_CHECKS for f in check(ctx)]

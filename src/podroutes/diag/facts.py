@@ -22,6 +22,7 @@ from podroutes.core.jsontext import json_list
 from podroutes.core.model import Family, IPAddress, IPNetwork, Route
 from podroutes.core.netfiles import FILES_SCRIPT, networkd_in_use, parse_files
 from podroutes.core.paths import PathFacts
+from podroutes.diag.cni import CNI_DIR, CNI_SCRIPT, CniConfig, parse_listing, read_config
 from podroutes.diag.firewall import Ruleset, parse_iptables_save, parse_nft_json
 from podroutes.diag.probe import Probe
 
@@ -43,8 +44,11 @@ class FactKind(enum.StrEnum):
     ROUTE6 = "route6"
     IPTABLES4 = "iptables"
     IPTABLES6 = "ip6tables"
+    IPTABLES4_NAT = "iptables-nat"
+    IPTABLES6_NAT = "ip6tables-nat"
     NFT = "nft"
     NETWORKD = "networkd"
+    CNI = "cni"
 
 
 FACT_COMMANDS: Mapping[FactKind, tuple[str, ...]] = {
@@ -55,8 +59,11 @@ FACT_COMMANDS: Mapping[FactKind, tuple[str, ...]] = {
     FactKind.ROUTE6: ("ip", "-j", "-6", "route", "show", "table", "main"),
     FactKind.IPTABLES4: ("iptables-save", "-t", "filter"),
     FactKind.IPTABLES6: ("ip6tables-save", "-t", "filter"),
+    FactKind.IPTABLES4_NAT: ("iptables-save", "-t", "nat"),
+    FactKind.IPTABLES6_NAT: ("ip6tables-save", "-t", "nat"),
     FactKind.NFT: ("nft", "-j", "list", "ruleset"),
     FactKind.NETWORKD: ("sh", "-c", FILES_SCRIPT, "sh", "/"),
+    FactKind.CNI: ("sh", "-c", CNI_SCRIPT, "sh", CNI_DIR),
 }
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,8 @@ class HostFacts:
     paths: PathFacts | None = None
     #: ``doctor --probe``: pings from this node's bridge address to the others'.
     probes: tuple[Probe, ...] | None = None
+    #: The CNI configuration the container runtime uses; ``None`` when not read.
+    cni: CniConfig | None = None
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
@@ -158,12 +167,15 @@ def parse_facts(outputs: Mapping[FactKind, Output]) -> HostFacts:
         if table is not None:
             routes += parse_routes(table, family)
     iptables = {}
-    for kind, family in ((FactKind.IPTABLES4, Family.V4), (FactKind.IPTABLES6, Family.V6)):
-        saved = text(kind)
-        if saved is not None:
-            iptables[family] = parse_iptables_save(saved, family)
+    for kind, nat, family in ((FactKind.IPTABLES4, FactKind.IPTABLES4_NAT, Family.V4),
+                              (FactKind.IPTABLES6, FactKind.IPTABLES6_NAT, Family.V6)):
+        saved, nat_saved = text(kind), text(nat)
+        if saved is not None or nat_saved is not None:
+            iptables[family] = parse_iptables_save(
+                (saved or "") + "\n" + (nat_saved or ""), family)
     nft = text(FactKind.NFT)
     networkd = text(FactKind.NETWORKD)
+    cni = text(FactKind.CNI)
     interfaces = tuple(parse_interfaces(addr)) if addr is not None else ()
     return HostFacts(
         sysctls=parse_sysctls(sysctl) if sysctl is not None else {},
@@ -175,6 +187,7 @@ def parse_facts(outputs: Mapping[FactKind, Output]) -> HostFacts:
         nft=parse_nft_json(nft) if nft is not None else None,
         networkd=parse_networkd(networkd) if networkd is not None else Networkd(),
         unreadable=unreadable,
+        cni=read_config(parse_listing(cni)) if cni is not None else None,
     )
 
 

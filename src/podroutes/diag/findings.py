@@ -25,6 +25,7 @@ class FindingKind(enum.StrEnum):
     IPTABLES_FORWARD_DROP = "iptables-forward-drop"
     NFT_FORWARD_DROP = "nft-forward-drop"
     BR_NETFILTER = "br-netfilter"
+    POD_TO_POD_NAT = "pod-to-pod-nat"
     RP_FILTER = "rp-filter"
     ROUTE_MISSING = "route-missing"
     ROUTE_WRONG_GATEWAY = "route-wrong-gateway"
@@ -43,6 +44,11 @@ class FindingKind(enum.StrEnum):
     GATEWAY_NOT_ON_LINK = "gateway-not-on-link"
     UNSTABLE_NODE_ADDRESS = "unstable-node-address"
     NETWORKD_FOREIGN_ROUTES = "networkd-foreign-routes"
+    CNI_MISSING = "cni-missing"
+    CNI_INVALID = "cni-invalid"
+    CNI_SUBNET_MISMATCH = "cni-subnet-mismatch"
+    CNI_BRIDGE_MISMATCH = "cni-bridge-mismatch"
+    CNI_NOT_GATEWAY = "cni-not-gateway"
     MTU_MISMATCH = "mtu-mismatch"
     PROBE_UNANSWERED = "probe-unanswered"
     PATH_UNCERTAIN = "path-uncertain"
@@ -93,7 +99,10 @@ class HostContext:
     planned: tuple[PlannedRoute, ...]
     inventory: Inventory
     protocol: int
+    #: The pods' bridge doctor checks: ``--bridge``, else the CNI configuration's, else cni0.
     bridge: str = "cni0"
+    #: What ``--bridge`` said (None: not given, the bridge comes from the CNI config).
+    bridge_option: str | None = None
 
     def node_interface(self, family: Family) -> Interface | None:
         """The interface holding the host's inventory address of ``family``."""

@@ -1,10 +1,12 @@
 """Firewall rules as values, and what they do to a class of forwarded pod packets.
 
-Pure: the text of ``iptables-save -t filter`` / ``ip6tables-save -t filter`` and the JSON
-of ``nft -j list ruleset`` in, :class:`Chain` values out; :func:`evaluate` walks a chain
-for a :class:`Flow` (a set of packets: source and destination networks, in and out
-interface) and says whether all of them are accepted. Called by :mod:`podroutes.diag.facts`
-(parsing) and :mod:`podroutes.diag.checks` (evaluation).
+Pure: the text of ``iptables-save -t filter`` / ``ip6tables-save -t filter`` (and ``-t
+nat``) and the JSON of ``nft -j list ruleset`` in, :class:`Chain` values out;
+:func:`evaluate` walks a chain for a :class:`Flow` (a set of packets: source and
+destination networks, in and out interface) and says whether all of them are accepted;
+:func:`evaluate_nat` walks a nat POSTROUTING chain and says whether any of them has its
+source rewritten (masquerade or SNAT). Called by :mod:`podroutes.diag.facts` (parsing),
+:mod:`podroutes.diag.firewall_checks` and :mod:`podroutes.diag.trace` (evaluation).
 
 The evaluation is conservative in the direction that avoids false alarms: a rule with a
 match podroutes does not understand (``-m conntrack``, ``ct state``, ``-p tcp``) neither
@@ -32,6 +34,7 @@ class Verdict(enum.StrEnum):
     RETURN = "return"
     JUMP = "jump"
     GOTO = "goto"
+    NAT = "nat"  # masquerade or snat: the source address is rewritten (nat tables only)
     NONE = "none"  # a rule that only counts or logs
 
 
@@ -83,6 +86,7 @@ class Chain:
     hook: str | None = None
     policy: str | None = None  # accept / drop for base chains
     rules: tuple[Rule, ...] = ()
+    kind: str | None = None  # nft base chain type: filter, nat, route
 
     @property
     def label(self) -> str:
@@ -106,8 +110,17 @@ class Ruleset:
 
     def forward_chains(self) -> list[Chain]:
         if self.source is Source.IPTABLES:
-            return [c for c in self.chains.values() if c.name == "FORWARD"]
+            return [c for c in self.chains.values()
+                    if c.table == "filter" and c.name == "FORWARD"]
         return [c for c in self.chains.values() if c.hook == "forward" and c.policy]
+
+    def postrouting_nat_chains(self) -> list[Chain]:
+        """The chains where a forwarded packet's source may be rewritten: iptables' nat
+        POSTROUTING, nft's base chains of type nat on the postrouting hook."""
+        if self.source is Source.IPTABLES:
+            return [c for c in self.chains.values()
+                    if c.table == "nat" and c.name == "POSTROUTING"]
+        return [c for c in self.chains.values() if c.hook == "postrouting" and c.kind == "nat"]
 
 
 # --- iptables-save ------------------------------------------------------------------------
@@ -115,15 +128,18 @@ class Ruleset:
 _IPT_NEGATABLE = {"-s": "src", "--source": "src", "-d": "dst", "--destination": "dst",
                   "-i": "iif", "--in-interface": "iif", "-o": "oif", "--out-interface": "oif"}
 _IPT_VERDICTS = {"ACCEPT": Verdict.ACCEPT, "DROP": Verdict.DROP, "REJECT": Verdict.DROP,
-                 "RETURN": Verdict.RETURN}
+                 "RETURN": Verdict.RETURN, "MASQUERADE": Verdict.NAT, "SNAT": Verdict.NAT}
+#: The tables read, and the chain of each that sits on a hook doctor judges.
+_IPT_TABLES = {"filter": ("FORWARD", "forward"), "nat": ("POSTROUTING", "postrouting")}
 
 
 def parse_iptables_save(text: str, family: Family) -> Ruleset:
-    """Parse ``iptables-save -t filter`` (or ``ip6tables-save``) output."""
+    """Parse ``iptables-save -t filter`` (or ``ip6tables-save``) output, and ``-t nat``
+    (the outputs of both may be given one after the other)."""
     fam = "ip" if family is Family.V4 else "ip6"
-    policies: dict[str, str | None] = {}
-    rules: dict[str, list[Rule]] = {}
-    table = None
+    policies: dict[tuple[str, str], str | None] = {}
+    rules: dict[tuple[str, str], list[Rule]] = {}
+    table = ""
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#") or line == "COMMIT":
@@ -131,23 +147,24 @@ def parse_iptables_save(text: str, family: Family) -> Ruleset:
         if line.startswith("*"):
             table = line[1:]
             continue
-        if table != "filter":
+        if table not in _IPT_TABLES:
             continue
         if line.startswith(":"):
             name, policy = [*line[1:].split(), "-"][:2]
-            policies[name] = None if policy == "-" else policy.lower()
-            rules.setdefault(name, [])
+            policies[(table, name)] = None if policy == "-" else policy.lower()
+            rules.setdefault((table, name), [])
         elif line.startswith("-A "):
             try:
                 words = shlex.split(line)
-                rules.setdefault(words[1], []).append(
-                    _iptables_rule(words[2:], line, policies.keys()))
+                declared = [n for t, n in policies if t == table]
+                rules.setdefault((table, words[1]), []).append(
+                    _iptables_rule(words[2:], line, declared))
             except (ValueError, IndexError) as exc:
                 raise ParseError(f"iptables-save line {number}: {line!r}: {exc}") from exc
-    chains = {(fam, "filter", name): Chain(Source.IPTABLES, fam, "filter", name,
-                                           "forward" if name == "FORWARD" else None,
-                                           policies.get(name), tuple(rules.get(name, ())))
-              for name in policies.keys() | rules.keys()}
+    chains = {(fam, t, name): Chain(Source.IPTABLES, fam, t, name,
+                                    _IPT_TABLES[t][1] if name == _IPT_TABLES[t][0] else None,
+                                    policies.get((t, name)), tuple(rules.get((t, name), ())))
+              for t, name in policies.keys() | rules.keys()}
     return Ruleset(Source.IPTABLES, chains, nft_backend="(nf_tables)" in text)
 
 
@@ -195,7 +212,8 @@ def _iptables_rule(words: Sequence[str], text: str, chains: Collection[str]) -> 
 # --- nft -j list ruleset ------------------------------------------------------------------
 
 _NFT_VERDICTS = {"accept": Verdict.ACCEPT, "drop": Verdict.DROP, "reject": Verdict.DROP,
-                 "return": Verdict.RETURN, "jump": Verdict.JUMP, "goto": Verdict.GOTO}
+                 "return": Verdict.RETURN, "jump": Verdict.JUMP, "goto": Verdict.GOTO,
+                 "masquerade": Verdict.NAT, "snat": Verdict.NAT}
 _NFT_IGNORED = {"counter", "log", "comment", "limit_counter", "notrack"}
 
 
@@ -204,23 +222,23 @@ def parse_nft_json(text: str) -> Ruleset:
     try:
         data = json.loads(text) if text.strip() else {"nftables": []}
         items = data["nftables"]
+        heads: dict[tuple[str, str, str], dict[str, Any]] = {}
+        rules: dict[tuple[str, str, str], list[Rule]] = {}
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if "chain" in item:
+                c = item["chain"]
+                heads[(c["family"], c["table"], c["name"])] = c
+            elif "rule" in item:
+                r = item["rule"]
+                key = (r["family"], r["table"], r["chain"])
+                rules.setdefault(key, []).append(_nft_rule(r.get("expr", [])))
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise ParseError(f"`nft -j list ruleset` printed something unexpected: {exc}") from exc
-    heads: dict[tuple[str, str, str], dict[str, Any]] = {}
-    rules: dict[tuple[str, str, str], list[Rule]] = {}
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if "chain" in item:
-            c = item["chain"]
-            heads[(c["family"], c["table"], c["name"])] = c
-        elif "rule" in item:
-            r = item["rule"]
-            key = (r["family"], r["table"], r["chain"])
-            rules.setdefault(key, []).append(_nft_rule(r.get("expr", [])))
     chains = {key: Chain(Source.NFT, key[0], key[1], key[2], head.get("hook"),
                          head.get("policy") if head.get("hook") else None,
-                         tuple(rules.get(key, ())))
+                         tuple(rules.get(key, ())), head.get("type"))
               for key, head in heads.items()}
     return Ruleset(Source.NFT, chains)
 
@@ -238,6 +256,9 @@ def _nft_rule(exprs: Sequence[Any]) -> Rule:
                 target = expr[kind]["target"]
         elif kind in _NFT_IGNORED or (kind == "xt" and expr["xt"].get("name") == "comment"):
             continue
+        elif kind == "xt" and expr["xt"].get("type") == "target" and \
+                expr["xt"].get("name") in ("MASQUERADE", "SNAT"):
+            verdict = Verdict.NAT  # iptables-nft's own rules, as nft shows them
         elif kind == "match":
             parsed = _nft_match(expr["match"])
             if parsed is None:
@@ -402,3 +423,94 @@ def applies_to(chain: Chain, flow: Flow, bridge_calls_iptables: bool) -> bool:
     if chain.family == "inet":
         return True
     return chain.family == ("ip" if flow.family is Family.V4 else "ip6")
+
+
+# --- nat: is the source of a flow rewritten? ----------------------------------------------
+
+#: The tables iptables-nft keeps in nftables; seen through iptables-save already.
+IPTABLES_NFT_TABLES = {"filter", "mangle", "raw", "security", "nat"}
+
+
+def nat_chains(iptables: Ruleset | None, nft: Ruleset | None,
+               family: Family) -> list[tuple[Chain, Ruleset]]:
+    """Every nat chain on the postrouting hook a packet of ``family`` passes, with its
+    ruleset; iptables-nft's own tables are taken once, through iptables-save."""
+    out = [(c, iptables) for c in iptables.postrouting_nat_chains()] if iptables else []
+    if nft is not None:
+        mirrored = iptables is not None and iptables.nft_backend
+        fam = "ip" if family is Family.V4 else "ip6"
+        out += [(c, nft) for c in nft.postrouting_nat_chains()
+                if c.family in (fam, "inet")
+                and not (mirrored and c.family == fam and c.table in IPTABLES_NFT_TABLES)]
+    return out
+
+
+def _narrowed(flow: Flow, rule: Rule) -> Flow:
+    """The part of ``flow`` a rule that hits only some of it selects, where that part is
+    one network (a positive address match inside the flow's); else the flow itself."""
+    src, dst = flow.src, flow.dst
+    for match, net in ((rule.src, src), (rule.dst, dst)):
+        if match is None or match.negated:
+            continue
+        inside = [n for n in match.networks
+                  if n.version == net.version and n.subnet_of(net)]  # type: ignore[arg-type]
+        if len(inside) == 1 and inside[0] != net:
+            if net is src:
+                src = inside[0]
+            else:
+                dst = inside[0]
+    return Flow(flow.label, src, dst, flow.iif, flow.oif, flow.bridged)
+
+
+@dataclass(frozen=True, slots=True)
+class NatDecision:
+    """What a nat POSTROUTING chain does to (part of) a flow: ``nat`` when some of its
+    packets have their source rewritten, by ``rule`` in ``chain``, for ``part``."""
+
+    nat: bool
+    base: Chain
+    chain: Chain | None = None  # the chain of the deciding rule; None: nothing decided
+    rule: Rule | None = None
+    part: Flow | None = None  # the packets the rewriting rule hits (e.g. one pod's)
+
+
+def evaluate_nat(chain: Chain, flow: Flow, ruleset: Ruleset) -> NatDecision:
+    """Walk a nat base chain (and the chains it jumps to) for ``flow``: whether any of its
+    packets is masqueraded or SNATed. A rule that rewrites part of the flow counts (the
+    bridge plugin's rules are per pod address: ``-s 10.200.0.5/32 -j CNI-…``), and a jump
+    that only part of the flow takes is followed for that part. An accept ends the walk
+    of this chain for the packets it covers; packets that fall off the end are left as
+    they are (a nat chain's policy never rewrites)."""
+    found = _walk_nat(chain, flow, ruleset, 0)
+    return found if found is not None else NatDecision(False, chain)
+
+
+def _walk_nat(chain: Chain, flow: Flow, ruleset: Ruleset, depth: int,
+              base: Chain | None = None) -> NatDecision | None:
+    """A decision for all of ``flow`` (nat, or accepted untouched), or None when (some of)
+    its packets fall through or return."""
+    base = base or chain
+    if depth > 16:
+        return None
+    for rule in chain.rules:
+        hit = _hit(rule, flow)
+        if hit in (_Hit.NO, _Hit.UNKNOWN):
+            continue
+        part = flow if hit is _Hit.ALL else _narrowed(flow, rule)
+        if rule.verdict is Verdict.NAT:
+            return NatDecision(True, base, chain, rule, part)
+        if rule.verdict in (Verdict.JUMP, Verdict.GOTO) and rule.target:
+            sub = ruleset.chain(chain.family, chain.table, rule.target)
+            decided = _walk_nat(sub, part, ruleset, depth + 1, base) if sub else None
+            if decided is not None and (decided.nat or hit is _Hit.ALL):
+                return decided
+            if hit is _Hit.ALL and rule.verdict is Verdict.GOTO:
+                return None
+            continue
+        if hit is _Hit.SOME:  # an accept or return that only some packets take
+            continue
+        if rule.verdict is Verdict.ACCEPT:
+            return NatDecision(False, base, chain, rule, flow)
+        if rule.verdict is Verdict.RETURN:
+            return None
+    return None

@@ -1,4 +1,5 @@
-"""Doctor's firewall checks: does any FORWARD chain drop this host's pod traffic?
+"""Doctor's firewall checks: does any FORWARD chain drop this host's pod traffic, does any
+nat POSTROUTING chain rewrite the source of its pods' traffic to other nodes' pods?
 
 Pure. For a host with a pod CIDR, builds the classes of packets it must forward (to and
 from its pods, from and to other nodes' pods and the node network, and between its own
@@ -6,13 +7,19 @@ pods when ``br_netfilter`` hands bridged packets to iptables), walks every chain
 forward hook (iptables, ip6tables, and every nftables table: a drop in any base chain
 wins, even when another table accepts) and turns each dropping chain into a
 :class:`~podroutes.diag.findings.Finding` whose fix adds narrow accept rules for the host's
-own pod CIDR, never a policy change. Called by :mod:`podroutes.diag.checks`.
+own pod CIDR, never a policy change. :func:`check_nat` walks every nat chain on the
+postrouting hook for packets from the host's pods to other nodes' pod CIDRs; its fix is one
+rule, commented ``podroutes``, that returns them at the top of the chain (the bridge
+plugin's ``ipMasq`` NAT is then skipped for pod-to-pod traffic only). Called by
+:mod:`podroutes.diag.checks`.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
+from dataclasses import replace
 from ipaddress import collapse_addresses, ip_network
 
 from podroutes.core.model import Family, IPNetwork
@@ -21,11 +28,14 @@ from podroutes.diag.firewall import (
     Chain,
     Decision,
     Flow,
+    NatDecision,
     Ruleset,
     Source,
     Verdict,
     applies_to,
     evaluate,
+    evaluate_nat,
+    nat_chains,
 )
 
 COMMENT = "podroutes"
@@ -154,3 +164,111 @@ def _accept_rules(chain: Chain, own: IPNetwork) -> list[tuple[str, ...]] | None:
     proto = "ip" if own.version == 4 else "ip6"
     return [("nft", "insert", "rule", chain.family, chain.table, chain.name,
              proto, field, cidr, "accept", "comment", COMMENT) for field in ("saddr", "daddr")]
+
+
+# --- nat: pod-to-pod traffic must keep its source -----------------------------------------
+
+#: The bridge plugin's nftables table: it flushes its ``postrouting`` chain at every pod
+#: start, so doctor's rule goes at the top of the chain that chain jumps to.
+_CNI_NFT_TABLE = "cni_plugins_masquerade"
+
+
+def nat_flows(ctx: HostContext, family: Family) -> list[Flow]:
+    """From this node's pods to each block of the other nodes' pod CIDRs."""
+    own = ctx.host.pod_cidr(family)
+    node = ctx.node_interface(family)
+    if own is None or node is None:
+        return []
+    others: list[IPNetwork] = [c for h in ctx.inventory if h.name != ctx.host.name
+                               if (c := h.pod_cidr(family)) is not None]
+    return [Flow(f"from this node's pods ({own}) to other nodes' pods ({block})",
+                 own, block, ctx.bridge, node.name)
+            for block in collapse_addresses(others)]  # type: ignore[type-var]  # one family
+
+
+def check_nat(ctx: HostContext) -> list[Finding]:
+    """``pod-to-pod-nat``: a nat POSTROUTING path rewrites the source of packets from this
+    node's pods to another node's pods (the bridge plugin's ``ipMasq: true``)."""
+    findings = []
+    for family in Family:
+        classes = nat_flows(ctx, family)
+        for chain, ruleset in nat_chains(ctx.facts.iptables.get(family), ctx.facts.nft,
+                                         family):
+            natted = [(flow, d) for flow in classes
+                      if applies_to(chain, flow, False)
+                      for d in [evaluate_nat(chain, flow, ruleset)] if d.nat]
+            if natted:
+                findings.append(_nat_finding(ctx, family, chain, natted))
+    return findings
+
+
+def nat_rule_argv(chain: Chain, own: IPNetwork,
+                  blocks: list[IPNetwork]) -> tuple[str, ...] | None:
+    """The one rule that returns pod-to-pod traffic at the top of a nat chain."""
+    dsts = ",".join(str(ip_network(b)) for b in blocks)
+    cidr = str(ip_network(own))
+    if chain.source is Source.IPTABLES:
+        tool = "iptables" if own.version == 4 else "ip6tables"
+        return (tool, "-t", "nat", "-I", chain.name, "1", "-s", cidr, "-d", dsts,
+                "-m", "comment", "--comment", COMMENT, "-j", "RETURN")
+    if not (_NFT_NAME.match(chain.table) and _NFT_NAME.match(chain.name)
+            and chain.family in ("ip", "ip6", "inet")):
+        return None
+    proto = "ip" if own.version == 4 else "ip6"
+    dst = dsts if len(blocks) == 1 else "{ " + ", ".join(dsts.split(",")) + " }"
+    return ("nft", "insert", "rule", chain.family, chain.table, chain.name,
+            proto, "saddr", cidr, proto, "daddr", dst, "return", "comment", COMMENT)
+
+
+def nat_removal(chain: Chain, argv: tuple[str, ...]) -> str:
+    """The command that removes the rule ``argv`` inserted."""
+    if chain.source is Source.IPTABLES:
+        at = argv.index("-I")
+        return shlex.join((*argv[:at], "-D", argv[at + 1], *argv[at + 3:]))
+    listing = shlex.join(("nft", "-a", "list", "chain", chain.family, chain.table, chain.name))
+    return (f"{listing} | grep 'comment \"{COMMENT}\"' (note its handle H), then "
+            f"{shlex.join(('nft', 'delete', 'rule', chain.family, chain.table, chain.name))}"
+            f" handle H")
+
+
+_COMMENT_MATCH = re.compile(r'\s+-m comment --comment ("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def _bare(text: str) -> str:
+    """An iptables rule without ``-A CHAIN`` and its comment (the bridge plugin's is a
+    container id); nft rules as they are."""
+    if not text.startswith("-A "):
+        return text
+    return _COMMENT_MATCH.sub("", text).split(" ", 2)[-1]
+
+
+def _nat_finding(ctx: HostContext, family: Family, base: Chain,
+                 natted: list[tuple[Flow, NatDecision]]) -> Finding:
+    own = ctx.host.pod_cidr(family)
+    assert own is not None
+    first = natted[0][1]
+    where = first.chain or base
+    rule = first.rule
+    by = f"`{_bare(rule.text)}` in {where.name}" if rule is not None else where.name
+    part = first.part.src if first.part is not None else own
+    node = ctx.host.address(family)
+    sources = str(own) if part == own else f"{part} and maybe more of {own}"
+    what = (f"{base.label} rewrites the source of pod-to-pod traffic ({sources} → "
+            f"{', '.join(str(f.dst) for f, _ in natted)}) by {by}")
+    why = (f"other nodes' pods see {ctx.host.name}'s pods as {node or 'the node address'}, "
+           f"not as themselves: Kubernetes requires pods to reach each other without NAT, "
+           f"and NetworkPolicy by pod IP, logs and anything that checks the client address "
+           f"break (the CNI bridge plugin with \"ipMasq\": true masquerades every packet that "
+           f"leaves its pod's own subnet)")
+    # The bridge plugin flushes its own nft postrouting chain: go where it jumps instead.
+    target = where if base.table == _CNI_NFT_TABLE and where is not base else base
+    argv = nat_rule_argv(target, own, [f.dst for f, _ in natted])
+    if argv is None:
+        return Finding(FindingKind.POD_TO_POD_NAT, ctx.host.name, what, why, (),
+                       note=f"add a rule returning {own} → other nodes' pods at the top of "
+                            f"{target.label}; its names are not ones podroutes puts in an "
+                            f"nft command")
+    return replace(runnable(FindingKind.POD_TO_POD_NAT, ctx.host.name, what, why, [argv],
+                            FixClass.FIREWALL),
+                   note=f"the rule is podroutes' own (comment \"{COMMENT}\"); to remove it: "
+                        f"{nat_removal(target, argv)}")

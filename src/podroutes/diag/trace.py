@@ -27,6 +27,7 @@ from podroutes.core.paths import PathFacts
 from podroutes.core.plan import RoutePlan
 from podroutes.core.rules import DEFAULT_RULES, Rule
 from podroutes.diag.facts import FORWARDING_SYSCTL
+from podroutes.diag.firewall import Chain, Flow, Ruleset, evaluate_nat
 
 HOP_LIMIT = 64
 _KERNEL = 2  # proto kernel: connected routes
@@ -78,6 +79,10 @@ class TraceHost:
     rules: Mapping[Family, Sequence[Rule]] = field(default_factory=dict)
     tables: Mapping[Family, Mapping[int, Sequence[Route]]] = field(default_factory=dict)
     fqdn: str | None = None
+    #: The nat chains on the postrouting hook, per family (``--observed``); none: no NAT.
+    nat: Mapping[Family, Sequence[tuple[Chain, Ruleset]]] = field(default_factory=dict)
+    #: The subnets the host's CNI bridge plugin hands out, when its config was read.
+    cni: tuple[IPNetwork, ...] | None = None
 
     def fib(self, family: Family) -> Fib:
         """This host's forwarding decision for one family: its rules and every table."""
@@ -113,6 +118,9 @@ class Hop:
     next_address: IPAddress | None = None  # the gateway, or the destination on-link
     next_host: str | None = None
     note: str = ""
+    #: The source after this hop's nat POSTROUTING rewrote it (None: left as it was).
+    rewritten: IPAddress | None = None
+    nat_by: str = ""  # the chain (and rule) that rewrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,8 @@ class Trace:
     reason: str
     loop: tuple[str, ...] = ()
     source: str = "plan"
+    #: What else the path shows: a NAT on the way, an address the CNI config contradicts.
+    notes: tuple[str, ...] = ()
 
 
 def _node_network(addresses: Sequence[IPAddress]) -> IPNetwork:
@@ -168,10 +178,14 @@ def observed_network(route_plan: RoutePlan, tables: Mapping[str, Sequence[Route]
                      bridge: str = "cni0", *,
                      forwarding: Mapping[str, Mapping[Family, bool]] | None = None,
                      unread: Mapping[str, str] | None = None,
-                     paths: Mapping[str, PathFacts] | None = None) -> Network:
+                     paths: Mapping[str, PathFacts] | None = None,
+                     nat: Mapping[str, Mapping[Family, Sequence[tuple[Chain, Ruleset]]]]
+                     | None = None,
+                     cni: Mapping[str, tuple[IPNetwork, ...]] | None = None) -> Network:
     """Each host's real main table, addresses and forwarding, as read from it, with its
-    policy rules and other tables (``paths``). A host without a table is ``unread``
-    (with the reason given, or "not read")."""
+    policy rules and other tables (``paths``), its nat chains and the subnets its CNI
+    config hands out. A host without a table is ``unread`` (with the reason given, or
+    "not read")."""
     hosts = []
     for h in route_plan.inventory:
         seen = (paths or {}).get(h.name)
@@ -179,7 +193,8 @@ def observed_network(route_plan: RoutePlan, tables: Mapping[str, Sequence[Route]
             h.name, h.addresses, h.pod_cidrs, tuple(tables.get(h.name, ())),
             dict(local.get(h.name, {})), bridge, dict((forwarding or {}).get(h.name, {})),
             None if h.name in tables else (unread or {}).get(h.name, "not read"),
-            dict(seen.rules) if seen else {}, dict(seen.tables) if seen else {}, h.fqdn))
+            dict(seen.rules) if seen else {}, dict(seen.tables) if seen else {}, h.fqdn,
+            dict((nat or {}).get(h.name, {})), (cni or {}).get(h.name)))
     return Network(tuple(hosts), "observed")
 
 
@@ -208,7 +223,9 @@ def _endpoint(network: Network, text: str, family: Family | None) -> Endpoint | 
                 if c.version == address.version]
         cidrs = ", ".join(same[:6]) + (", ..." if len(same) > 6 else "")
         raise UsageError(f"{address} is in no pod CIDR ({cidrs or 'none'}) and is no "
-                         f"node's address")
+                         f"node's address (a pod can have such an address when its node's "
+                         f"CNI config hands out another subnet: `podroutes doctor` reports "
+                         f"that as cni-subnet-mismatch)")
     cidr = next(c for c in pod_host.pod_cidrs if address in c)
     if address == cidr.network_address:
         raise UsageError(f"{text} is the network address of {cidr} ({pod_host.name}), "
@@ -257,15 +274,59 @@ def decide(host: TraceHost, dst: IPAddress, src: IPAddress, arrived: str | None)
     return fib.decide(dst, src=src, iif=arrived)
 
 
+def cni_notes(network: Network, *endpoints: Endpoint) -> list[str]:
+    """What the hosts' CNI configs (when read) say against the inventory about the pods
+    at either end: an address of a node's pod CIDR that its CNI never hands out
+    (cni-subnet-mismatch)."""
+    out = []
+    for e in endpoints:
+        host = network.host(e.host)
+        if e.kind is not EndpointKind.POD or host.cni is None:
+            continue
+        handed = [c for c in host.cni if c.version == e.address.version]
+        cidr = next((c for c in host.pod_cidrs if e.address in c), None)
+        shown = ", ".join(str(c) for c in handed) or "no such addresses"
+        if cidr is not None and not any(e.address in c for c in handed):
+            out.append(f"{e.address} is in {host.name}'s pod CIDR {cidr}, but "
+                       f"{host.name}'s CNI hands out {shown} (cni-subnet-mismatch): no pod "
+                       f"on {host.name} has this address")
+    return out
+
+
+def _nat(here: TraceHost, source: IPAddress, dst: IPAddress, arrived: str | None,
+         dev: str | None) -> tuple[IPAddress, str] | None:
+    """The source after ``here``'s nat POSTROUTING chains, and what rewrote it; None when
+    they leave it alone (or were not read). A masquerade takes the out interface's
+    address of the source's family (the host's inventory address when it is there)."""
+    family = Family.of(dst)
+    one = 32 if family is Family.V4 else 128
+    flow = Flow("trace", ip_network(f"{source}/{one}"), ip_network(f"{dst}/{one}"),
+                arrived or "", dev or "")
+    for chain, ruleset in here.nat.get(family, ()):
+        decided = evaluate_nat(chain, flow, ruleset)
+        if not decided.nat:
+            continue
+        on_dev = [a for a, d in here.local.items() if d == dev and a.version == dst.version]
+        new = next((a for a in here.addresses if a in on_dev), on_dev[0] if on_dev else None)
+        if new is None:
+            return None
+        where = decided.chain or chain
+        return new, f"{where.name} ({chain.label})"
+    return None
+
+
 def simulate(network: Network, src: Endpoint, dst: Endpoint,
              hop_limit: int = HOP_LIMIT) -> Trace:
     hops: list[Hop] = []
     here = network.host(src.host)
     arrived: str | None = here.bridge if src.kind is EndpointKind.POD else None
     seen: dict[str, int] = {}
+    source = src.address  # as the packet carries it: a NAT on the way rewrites it
+    notes = cni_notes(network, src, dst)
 
     def end(outcome: Outcome, reason: str, loop: tuple[str, ...] = ()) -> Trace:
-        return Trace(src, dst, outcome, tuple(hops), reason, loop, network.source)
+        return Trace(src, dst, outcome, tuple(hops), reason, loop, network.source,
+                     tuple(notes))
 
     while True:
         if here.name in seen or len(hops) >= hop_limit:
@@ -281,7 +342,7 @@ def simulate(network: Network, src: Endpoint, dst: Endpoint,
             hops.append(Hop(here.name, arrived, None, note=f"{dst.address} is local"))
             return end(Outcome.DELIVERED, f"{dst.address} is an address of {here.name}")
         family = Family.of(dst.address)
-        decision = decide(here, dst.address, src.address, arrived)
+        decision = decide(here, dst.address, source, arrived)
         bridged = (decision.kind is DecisionKind.CONNECTED and decision.route is not None
                    and arrived is not None and decision.route.dev == arrived)
         if arrived is not None and not bridged and not here.forwarding.get(family, True):
@@ -327,7 +388,13 @@ def simulate(network: Network, src: Endpoint, dst: Endpoint,
             return end(Outcome.LEFT_CLUSTER, f"{here.name} sends it out of the cluster by "
                        f"{how} via {target}{f' dev {route.dev}' if route.dev else ''}, "
                        f"which is no host of the inventory")
-        hops.append(Hop(here.name, arrived, route, target, nxt.name, note))
+        nat = _nat(here, source, dst.address, arrived, route.dev)
+        if nat is not None:
+            notes.append(f"source rewritten to {nat[0]} at {here.name} by {nat[1]}: "
+                         f"{dst.address} sees {nat[0]}, not {src.address} (pod-to-pod-nat)")
+            source = nat[0]
+        hops.append(Hop(here.name, arrived, route, target, nxt.name, note,
+                        nat[0] if nat else None, nat[1] if nat else ""))
         arrived = nxt.local.get(target, route.dev)
         here = nxt
 
@@ -361,11 +428,14 @@ def kernel_query(hop: Hop, trace: Trace) -> tuple[str, ...]:
     """The ``ip route get`` that asks ``hop``'s kernel what it does with the packet:
     as forwarded traffic (``from SRC iif DEV``) when it arrived from elsewhere."""
     argv = ("ip", "-j", "route", "get", str(trace.dst.address))
+    source = trace.src.address  # as the packet arrives: after a NAT on an earlier hop
+    for earlier in trace.hops[:trace.hops.index(hop)] if hop in trace.hops else ():
+        source = earlier.rewritten or source
     if hop.arrived_on is None:
-        return (*argv, "from", str(trace.src.address))
+        return (*argv, "from", str(source))
     if not IFNAME_RE.match(hop.arrived_on):
         raise ValueError(f"not an interface name: {hop.arrived_on!r}")
-    return (*argv, "from", str(trace.src.address), "iif", hop.arrived_on)
+    return (*argv, "from", str(source), "iif", hop.arrived_on)
 
 
 def parse_route_get(status: int, stdout: str, stderr: str) -> KernelAnswer:

@@ -77,6 +77,8 @@ def _hop_lines(hop: Hop, trace: Trace, answer: KernelAnswer | None,
                          "(no host of the inventory)")
     if hop.note and hop.route is not None:
         lines.append(f"note:  {hop.note}")
+    if hop.rewritten is not None:
+        lines.append(f"nat:   source rewritten to {hop.rewritten} by {hop.nat_by}")
     if answer is not None:
         verdict = "agrees" if disagreement is None else \
             f"DISAGREES (simulation: {disagreement.expected})"
@@ -114,6 +116,8 @@ def draw(trace: Trace, addresses: Mapping[str, str],
         out += ["      │", "      ▼", f"  {last.next_address} (outside the inventory) ↗"]
     mark = _MARK.get(trace.outcome, "✗")
     out += ["", *wrap(f"{trace.outcome}: {trace.reason}", width, f"{mark} ")]
+    for note in trace.notes:
+        out += wrap(note, width, "! ")
     return "\n".join(out) + "\n"
 
 
@@ -131,8 +135,11 @@ def trace_json(trace: Trace, disagreements: Sequence[Disagreement] = (),
             "route": route_text(h.route) if h.route else None,
             "next_address": str(h.next_address) if h.next_address else None,
             "next_host": h.next_host, "note": h.note,
+            "rewritten_source": str(h.rewritten) if h.rewritten else None,
+            "nat_by": h.nat_by or None,
             "kernel": str((answers or {})[i]) if i in (answers or {}) else None,
         } for i, h in enumerate(trace.hops)],
+        "notes": list(trace.notes),
         "disagreements": [{"host": d.host, "simulation": d.expected, "kernel": str(d.kernel)}
                           for d in disagreements],
     }

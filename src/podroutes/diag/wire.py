@@ -97,10 +97,11 @@ def allowed_fixes(fix: bool, fix_firewall: bool) -> set[FixClass]:
 
 
 async def doctor(transport: Transport, route_plan: RoutePlan, protocol: int, *,
-                 bridge: str = "cni0", fix: bool = False, fix_firewall: bool = False,
+                 bridge: str | None = None, fix: bool = False, fix_firewall: bool = False,
                  parallel: int = 32, timeout: float = 30.0,
                  only: Sequence[str] | None = None, probe: bool = False) -> DoctorReport:
     """Read every host, check, and (``fix``/``fix_firewall``) repair and check again.
+    ``bridge`` (``--bridge``) overrides the bridge each host's CNI configuration names.
     ``only`` names the hosts to read, check and repair (``None``: every host); the whole
     inventory still shapes the plan."""
     hosts = [h for h in route_plan.inventory if only is None or h.name in only]
@@ -144,8 +145,9 @@ async def observe(transport: Transport, inventory: Inventory, parallel: int,
                   timeout: float, only: Sequence[str] | None = None,
                   ) -> tuple[dict[str, HostFacts], dict[str, str]]:
     """What trace --observed needs from every host (``only``: from those named):
-    addresses, both tables and whether it forwards."""
-    kinds = (FactKind.SYSCTL, FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6)
+    addresses, both tables, whether it forwards, its nat tables and CNI config."""
+    kinds = (FactKind.SYSCTL, FactKind.ADDR, FactKind.ROUTE4, FactKind.ROUTE6,
+             FactKind.IPTABLES4_NAT, FactKind.IPTABLES6_NAT, FactKind.NFT, FactKind.CNI)
     hosts = [h for h in inventory if only is None or h.name in only]
     return await each_host(transport, hosts, lambda s, h: read_facts(s, kinds, probe=()),
                            parallel, timeout)

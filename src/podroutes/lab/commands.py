@@ -3,7 +3,8 @@
 I/O (root). :func:`run` runs one program (``ip``, ``mount``, ``umount``, ``nsenter``,
 ``ssh-keygen``, ``sshd``, ``dbus-daemon``, ``netplan``, ...) to completion, its output
 captured, and turns a program that is missing, fails or does not finish within its
-timeout into a :class:`LabError` naming the command. :func:`terminate` sends SIGTERM to
+timeout into a :class:`LabError` naming the command; :func:`run_all` runs several at once
+(``iptables-restore`` in every node). :func:`terminate` sends SIGTERM to
 a daemon found by its caller's check (which proves the pid is that daemon) and waits a
 while for it to go. Called by :mod:`podroutes.lab.netns` (namespaces, links, host keys,
 sshd) and :mod:`podroutes.lab.machine` (mounts, seed files, networkd and D-Bus).
@@ -38,6 +39,36 @@ def run(argv: Sequence[str], input: str | None = None, timeout: float = TIMEOUT)
         raise LabError(f"`{shlex.join(argv)}` failed ({done.returncode}): "
                        f"{done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
+
+
+def run_all(jobs: Sequence[tuple[Sequence[str], str | None]], at_once: int = 16,
+            timeout: float = TIMEOUT) -> None:
+    """Run every ``(argv, input)`` job, up to ``at_once`` at a time; the first failure
+    becomes a :class:`LabError` naming its command (after every started job ended)."""
+    failure: LabError | None = None
+    for start in range(0, len(jobs), at_once):
+        running = []
+        for argv, text in jobs[start:start + at_once]:
+            try:
+                running.append((argv, text, subprocess.Popen(
+                    list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True)))
+            except OSError as exc:
+                failure = failure or LabError(f"cannot run {argv[0]}: {exc}")
+        for argv, text, proc in running:
+            try:
+                out, err = proc.communicate(text, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                failure = failure or LabError(f"`{shlex.join(argv)}` did not finish in "
+                                              f"{timeout:g} s")
+                continue
+            if proc.returncode != 0:
+                failure = failure or LabError(f"`{shlex.join(argv)}` failed "
+                                              f"({proc.returncode}): {err.strip() or out.strip()}")
+    if failure is not None:
+        raise failure
 
 
 def terminate(pid_of: Callable[[], int | None], wait: float) -> bool:

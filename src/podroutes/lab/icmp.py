@@ -5,10 +5,11 @@ Pure (no sockets, threads or files): the Internet checksum, ICMP and ICMPv6 echo
 requests carrying a token (:data:`TOKEN`: run nonce, source, target, attempt), the
 reading of a received echo reply or of an ICMP error that quotes one of the requests
 (:func:`parse4`, :func:`parse6`, as an :class:`Answer`) with ``ping``'s words for the
-error, the ICMP types a probe socket lets through, and :func:`table_fulls`, the reading
-of the kernel's neighbour-table counters that the smoke reports beside its pairs. Called
-by :mod:`podroutes.lab.smoke` (the prober: namespaces, sockets, the poll loop), which
-does all the I/O.
+error, the reading of an echo request a pinged pod received (:func:`request4`,
+:func:`request6`: the source it saw, NAT included), the ICMP types a probe socket lets
+through, and :func:`table_fulls`, the reading of the kernel's neighbour-table counters
+that the smoke reports beside its pairs. Called by :mod:`podroutes.lab.smoke` (the
+prober: namespaces, sockets, the poll loop), which does all the I/O.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ IPPROTO_ICMPV6 = 58
 ECHO_REQUEST = {4: 8, 6: 128}
 ECHO_REPLY = {4: 0, 6: 129}
 #: The ICMP types a probe socket receives: echo replies and the errors that may quote one
-#: of its requests. Every other type (the echo requests other pods send to this one,
-#: neighbour discovery) is dropped by the kernel before it reaches the socket.
-PASS_TYPES = {4: (0, 3, 11, 12), 6: (1, 2, 3, 4, 129)}
+#: of its requests, and the echo requests other pods send to this one (their source is
+#: the address this pod sees them from: a NAT on the way shows there). Every other type
+#: (neighbour discovery, ...) is dropped by the kernel before it reaches the socket.
+PASS_TYPES = {4: (0, 3, 8, 11, 12), 6: (1, 2, 3, 4, 128, 129)}
 
 TOKEN = struct.Struct("!8sIIH")  # run nonce, source index, target index, attempt
 
@@ -112,7 +114,7 @@ def parse4(packet: bytes) -> Answer | None:
     if type_ == ECHO_REPLY[4]:
         ident, seq = struct.unpack("!HH", icmp[4:8])
         return Answer(ident, seq, icmp[8:], sender, sender)
-    if type_ == 0 or type_ not in PASS_TYPES[4]:
+    if type_ in (0, ECHO_REQUEST[4]) or type_ not in PASS_TYPES[4]:
         return None
     inner = icmp[8:]  # the IP header and (at least) 8 bytes of the request it quotes
     if len(inner) < 20 or inner[0] >> 4 != 4 or inner[9] != IPPROTO_ICMP:
@@ -142,6 +144,36 @@ def parse6(message: bytes, sender: str) -> Answer | None:
     ident, seq = struct.unpack("!HH", inner[44:48])
     return Answer(ident, seq, inner[48:], sender, str(IPv6Address(inner[24:40])),
                   error_text(6, type_, code, rest))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An echo request as the pinged pod received it: ``source`` is the address it came
+    from after any NAT on the way (the sending pod's own address, or a node's)."""
+
+    ident: int
+    seq: int
+    payload: bytes
+    source: str
+
+
+def request4(packet: bytes) -> Request | None:
+    """An IPv4 echo request as a raw ICMP socket returns it (IP header first)."""
+    if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_ICMP:
+        return None
+    icmp = packet[(packet[0] & 0x0F) * 4:]
+    if len(icmp) < 8 or icmp[0] != ECHO_REQUEST[4]:
+        return None
+    ident, seq = struct.unpack("!HH", icmp[4:8])
+    return Request(ident, seq, icmp[8:], str(IPv4Address(packet[12:16])))
+
+
+def request6(message: bytes, sender: str) -> Request | None:
+    """An ICMPv6 echo request as a raw ICMPv6 socket returns it (no IPv6 header)."""
+    if len(message) < 8 or message[0] != ECHO_REQUEST[6]:
+        return None
+    ident, seq = struct.unpack("!HH", message[4:8])
+    return Request(ident, seq, message[8:], sender)
 
 
 def table_fulls(text: str) -> int:

@@ -6,7 +6,8 @@ private bind of ``DIR/mnt``), in which:
 
 - ``/etc`` is an overlay over the host's ``/etc`` (writes land in ``DIR/fs/MACHINE``),
   and ``/etc/systemd/network``, ``/etc/netplan``, ``/etc/network`` and
-  ``/etc/NetworkManager`` are fresh tmpfs: the machine's own network configuration;
+  ``/etc/NetworkManager`` and ``/etc/cni/net.d`` are fresh tmpfs: the machine's own
+  network and CNI configuration;
 - ``/run`` is a fresh tmpfs (``/run/sshd``, ``/run/lock``, ``/run/network``,
   ``/run/systemd``) with the lab's directory bound back in, so ifupdown, networkd and
   netplan state is per machine;
@@ -40,13 +41,14 @@ NETWORKD = next((p for p in ("/lib/systemd/systemd-networkd",
                 "/lib/systemd/systemd-networkd")
 
 #: Runs inside the new mount namespace (constant; ``$1`` the lab directory, ``$2`` the
-#: machine's overlay directory). ``mount -n``: the host's mount table file is not ours.
+#: machine's overlay directory, ``$3`` a node's 10-bridge.conf or empty). ``mount -n``:
+#: the host's mount table file is not ours.
 MOUNT_SCRIPT = r"""
 set -e
 lab=$1; fs=$2
 mkdir -p "$fs/upper" "$fs/work" "$fs/run"
 mount -n -t overlay overlay -o "lowerdir=/etc,upperdir=$fs/upper,workdir=$fs/work" /etc
-for d in /etc/systemd/network /etc/netplan /etc/network /etc/NetworkManager; do
+for d in /etc/systemd/network /etc/netplan /etc/network /etc/NetworkManager /etc/cni/net.d; do
   mkdir -p "$d"; mount -n -t tmpfs -o mode=0755 lab-etc "$d"
 done
 mount -n -t tmpfs -o mode=0755 lab-run "$fs/run"
@@ -57,6 +59,9 @@ case $lab in
 esac
 mount -n --move "$fs/run" /run
 mount -n -t sysfs -o ro lab-sys /sys
+if [ -n "${3:-}" ]; then
+  printf '%s' "$3" > /etc/cni/net.d/10-bridge.conf; chmod 644 /etc/cni/net.d/10-bridge.conf
+fi
 """
 
 
@@ -90,8 +95,9 @@ def prepare(spec: Spec) -> None:
     commands.run(["mount", "-n", "--make-private", str(mnt)])
 
 
-def create(spec: Spec, m: Machine, manager: str | None) -> None:
-    """The machine's mount namespace, seeded with its manager's base configuration."""
+def create(spec: Spec, m: Machine, manager: str | None, cni: str | None = None) -> None:
+    """The machine's mount namespace, seeded with its manager's base configuration (and
+    ``cni``, a node's 10-bridge.conf)."""
     machine = m.name
     target = mount_file(spec, machine)
     target.touch()
@@ -99,7 +105,7 @@ def create(spec: Spec, m: Machine, manager: str | None) -> None:
     fs.mkdir(parents=True, mode=0o700)
     commands.run(["nsenter", f"--net=/run/netns/{spec.namespace(machine)}", "unshare",
                   f"--mount={target}", "--propagation", "private", "sh", "-c", MOUNT_SCRIPT,
-                  "sh", str(spec.directory), str(fs)])
+                  "sh", str(spec.directory), str(fs), cni or ""])
     write_seed(spec, machine, seed(manager, m, spec.name))
 
 

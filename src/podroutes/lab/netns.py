@@ -1,7 +1,9 @@
 """The lab: the Kubernetes-the-Hard-Way topology in network namespaces on this machine.
 
 I/O (root). Builds a jumpbox, a server and node-0..N-1 on one L2 segment (a bridge in a
-namespace of its own), a ``cni0`` bridge with pods on every node, and a real ``sshd`` per
+namespace of its own), a ``cni0`` bridge with pods on every node, Kubernetes the Hard
+Way's ``10-bridge.conf`` in each node's own ``/etc/cni/net.d`` and (``ipmasq``, the
+default) the nat rules the CNI bridge plugin writes for each pod, and a real ``sshd`` per
 machine; with ``dual_stack`` every machine and pod also gets an IPv6 address and every
 node an IPv6 pod CIDR. It is both a user feature (``podroutes lab``) and the test bed.
 Every namespace is named ``<lab>-<machine>``; links live only inside those namespaces,
@@ -28,7 +30,7 @@ from pathlib import Path
 from podroutes.core.errors import LabError
 from podroutes.lab import commands, topology
 from podroutes.lab import machine as labmachine
-from podroutes.lab.seed import MANAGERS
+from podroutes.lab.seed import MANAGERS, bridge_conf, ipmasq_rules
 from podroutes.lab.topology import NODE_NETWORK, NODE_NETWORK6, Machine
 
 DEFAULT_ROOT = Path(os.environ.get("PODROUTES_LAB_ROOT", "/run/podroutes/lab"))
@@ -50,6 +52,13 @@ class LabSpec:
     #: The network manager whose base configuration each machine starts with (``None``:
     #: none); networkd and netplan also run systemd-networkd in every machine.
     manager: str | None = None
+    #: Each node's CNI config and the nat rules the bridge plugin writes with ``"ipMasq":
+    #: true`` (as Kubernetes the Hard Way's 10-bridge.conf has it) for every pod.
+    ipmasq: bool = True
+    #: (node, IPv4 subnet) pairs: the SUBNET a node's 10-bridge.conf has instead of its
+    #: inventory pod CIDR (a wrong sed in KTHW); its cni0 and pods take their addresses from
+    #: it, as the bridge plugin would. The inventory (machines.txt) keeps the right CIDR.
+    cni_subnets: tuple[tuple[str, str], ...] = ()
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -71,7 +80,11 @@ class LabSpec:
         return topology.machines(self.nodes, self.dual_stack)
 
     def pods(self) -> list[Machine]:
-        return topology.pods(self.machines(), self.pods_per_node)
+        return topology.pods(self.machines(), self.pods_per_node, dict(self.cni_subnets))
+
+    def cni_subnet(self, m: Machine) -> str | None:
+        """The IPv4 subnet node ``m``'s CNI config hands out (its cni0's and pods')."""
+        return dict(self.cni_subnets).get(m.name, m.pod_cidr)
 
     def all_namespaces(self) -> list[str]:
         return [self.segment] + [self.namespace(m.name) for m in self.machines() + self.pods()]
@@ -87,6 +100,19 @@ def validate_spec(spec: LabSpec) -> None:
         raise LabError(f"--pods-per-node {spec.pods_per_node}: must be 1-200")
     if spec.manager is not None and spec.manager not in MANAGERS:
         raise LabError(f"--manager {spec.manager}: one of {', '.join(MANAGERS)}")
+    nodes = {m.name for m in spec.machines() if m.pod_cidr}
+    for node, subnet in spec.cni_subnets:
+        if node not in nodes:
+            raise LabError(f"--cni-subnet {node}={subnet}: no node {node!r} "
+                           f"(nodes: node-0..node-{spec.nodes - 1})")
+        try:
+            net = IPv4Network(subnet)
+        except ValueError as exc:
+            raise LabError(f"--cni-subnet {node}={subnet}: not an IPv4 network ({exc})") \
+                from None
+        if not 8 <= net.prefixlen <= 28 or net.overlaps(NODE_NETWORK):
+            raise LabError(f"--cni-subnet {node}={subnet}: use a /8-/28 outside the node "
+                           f"network {NODE_NETWORK}")
 
 
 def _ip_batch(namespace: str | None, lines: Iterable[str]) -> None:
@@ -122,7 +148,8 @@ def load_spec(name: str, root: str = str(DEFAULT_ROOT)) -> LabSpec:
         raise LabError(f"no lab named {name!r} (no {path})") from exc
     return LabSpec(name=data["name"], nodes=data["nodes"], pods_per_node=data["pods_per_node"],
                    root=data["root"], dual_stack=bool(data.get("dual_stack", False)),
-                   manager=data.get("manager"))
+                   manager=data.get("manager"), ipmasq=bool(data.get("ipmasq", False)),
+                   cni_subnets=tuple((str(n), str(c)) for n, c in data.get("cni_subnets", ())))
 
 
 def up(spec: LabSpec) -> LabSpec:
@@ -168,8 +195,8 @@ def _build(spec: LabSpec) -> None:
                  f"addr add {m.address}/{NODE_NETWORK.prefixlen} brd + dev eth0"]
         if m.address6 is not None:  # nodad: usable at once, no 1-2 s of "tentative"
             lines.append(f"addr add {m.address6}/{NODE_NETWORK6.prefixlen} dev eth0 nodad")
-        if m.pod_cidr is not None:
-            cidr = IPv4Network(m.pod_cidr)
+        if (subnet := spec.cni_subnet(m)) is not None:
+            cidr = IPv4Network(subnet)
             lines += ["link add cni0 type bridge mcast_snooping 0",
                       f"addr add {cidr.network_address + 1}/{cidr.prefixlen} dev cni0",
                       "link set cni0 up"]
@@ -185,8 +212,7 @@ def _build(spec: LabSpec) -> None:
         _ip_batch(spec.namespace(m.name), lines)
     for p in pods:
         node = next(m for m in machines if m.name == p.node)
-        assert node.pod_cidr is not None
-        cidr = IPv4Network(node.pod_cidr)
+        cidr = IPv4Network(spec.cni_subnet(node) or "")
         lines = ["link set lo up", "link set eth0 up",
                  f"addr add {p.address}/{cidr.prefixlen} dev eth0",
                  f"route add default via {cidr.network_address + 1}"]
@@ -197,7 +223,11 @@ def _build(spec: LabSpec) -> None:
         _ip_batch(spec.namespace(p.name), lines)
     labmachine.prepare(spec)
     for m in machines:  # each machine's own /etc and /run (a mount namespace)
-        labmachine.create(spec, m, spec.manager)
+        subnet = spec.cni_subnet(m)
+        labmachine.create(spec, m, spec.manager,
+                          bridge_conf(subnet, m.pod_cidr6) if subnet else None)
+    if spec.ipmasq:
+        _ipmasq(spec, machines, pods)
     _write_files(spec, machines)
     for m in machines:
         _start_sshd(spec, m)
@@ -205,6 +235,26 @@ def _build(spec: LabSpec) -> None:
         for m in machines:
             labmachine.start_networkd(spec, m.name, generate=spec.manager == "netplan")
         labmachine.wait_configured(spec, [m.name for m in machines])
+
+
+def _ipmasq(spec: LabSpec, machines: list[Machine], pods: list[Machine]) -> None:
+    """The nat rules the bridge plugin writes with ``"ipMasq": true`` for each pod, in each
+    node's namespace, with one ``iptables-restore --noflush`` per node and family, all
+    nodes at once."""
+    jobs = []
+    for m in machines:
+        mine = [p for p in pods if p.node == m.name]
+        subnet = spec.cni_subnet(m)
+        if not mine or subnet is None:
+            continue
+        ns = spec.namespace(m.name)
+        jobs.append((["ip", "netns", "exec", ns, "iptables-restore", "--noflush"],
+                     ipmasq_rules(spec.name, [(p.name, p.address) for p in mine], subnet, 4)))
+        if m.pod_cidr6 is not None:
+            jobs.append((["ip", "netns", "exec", ns, "ip6tables-restore", "--noflush"],
+                         ipmasq_rules(spec.name, [(p.name, p.address6 or "") for p in mine],
+                                      m.pod_cidr6, 6)))
+    commands.run_all(jobs)
 
 
 def _sysctls(spec: LabSpec, m: Machine) -> dict[str, int]:

@@ -5,19 +5,26 @@ networkd|netplan|ifupdown|nm`` writes these into the machine's own ``/etc`` (its
 namespace, :mod:`podroutes.lab.machine`), as a freshly installed host of that kind would
 have them for its node interface ``eth0``: a ``.network`` file, a cloud-init style
 netplan file, a Debian ``/etc/network/interfaces`` that sources ``interfaces.d`` first,
-or a NetworkManager keyfile. Called by :mod:`podroutes.lab.machine`.
+or a NetworkManager keyfile. Every node also gets Kubernetes the Hard Way's
+``/etc/cni/net.d/10-bridge.conf`` (:func:`bridge_conf`) and, with ``ipMasq``, the nat rules
+the bridge plugin writes for its pods (:func:`ipmasq_rules`). Called by
+:mod:`podroutes.lab.machine` and :mod:`podroutes.lab.netns`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 
 from podroutes.lab.topology import NODE_NETWORK, NODE_NETWORK6, Machine
 
 MANAGERS = ("networkd", "netplan", "ifupdown", "nm")
 #: Directories every lab machine gets fresh (a tmpfs each) in its own /etc.
-PRIVATE_ETC = ("/etc/systemd/network", "/etc/netplan", "/etc/network", "/etc/NetworkManager")
+PRIVATE_ETC = ("/etc/systemd/network", "/etc/netplan", "/etc/network", "/etc/NetworkManager",
+               "/etc/cni/net.d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +86,62 @@ def seed(manager: str | None, m: Machine, lab: str) -> Seed:
             "addr-gen-mode=default", *v6, "", "[proxy]", ""])
         return Seed({"/etc/NetworkManager/system-connections/eth0.nmconnection": (text, 0o600)})
     raise ValueError(f"unknown network manager {manager!r} (one of {', '.join(MANAGERS)})")
+
+
+# --- the CNI configuration and the bridge plugin's ipMasq rules --------------------------
+
+CNI_CONF = "/etc/cni/net.d/10-bridge.conf"
+#: Kubernetes the Hard Way's configs/10-bridge.conf, byte for byte (RANGES and ROUTES are
+#: its ``[{"subnet": "SUBNET"}]`` and ``{"dst": "0.0.0.0/0"}`` for an IPv4-only node).
+_BRIDGE_CONF = """{
+  "cniVersion": "1.0.0",
+  "name": "bridge",
+  "type": "bridge",
+  "bridge": "cni0",
+  "isGateway": true,
+  "ipMasq": true,
+  "ipam": {
+    "type": "host-local",
+    "ranges": [
+      RANGES
+    ],
+    "routes": [ROUTES]
+  }
+}"""
+
+
+def bridge_conf(subnet: str, subnet6: str | None = None) -> str:
+    """KTHW's ``10-bridge.conf`` with SUBNET substituted (dual-stack: a second range set
+    and an IPv6 default route, as host-local takes them)."""
+    ranges = [f'[{{"subnet": "{subnet}"}}]'] + ([f'[{{"subnet": "{subnet6}"}}]'] if subnet6
+                                                else [])
+    routes = ['{"dst": "0.0.0.0/0"}'] + (['{"dst": "::/0"}'] if subnet6 else [])
+    return _BRIDGE_CONF.replace("RANGES", ",\n      ".join(ranges)).replace(
+        "ROUTES", ", ".join(routes)) + "\n"  # upstream's file ends without one
+
+
+def container_id(lab: str, pod: str) -> str:
+    """A stable 64-hex-digit container id for a lab pod."""
+    return hashlib.sha256(f"{lab}/{pod}".encode()).hexdigest()
+
+
+def ipmasq_rules(lab: str, pods: Sequence[tuple[str, str]], subnet: str, family: int) -> str:
+    """``iptables-restore --noflush`` input: the nat rules the CNI bridge plugin (iptables
+    backend, containernetworking/plugins pkg/ip/ipmasq_iptables_linux.go) writes for each
+    ``(pod name, address)`` with ``"ipMasq": true``: a chain ``CNI-`` + 24 hex digits of
+    sha512(network name + container id) holding ``-d SUBNET -j ACCEPT`` and ``! -d
+    MULTICAST -j MASQUERADE``, and ``-A POSTROUTING -s POD -j CHAIN``, all commented
+    ``name: "bridge" id: "ID"``."""
+    multicast, host = ("224.0.0.0/4", 32) if family == 4 else ("ff00::/8", 128)
+    net = str(ip_network(subnet, strict=False))
+    chains, rules = [], []
+    for pod, address in pods:
+        cid = container_id(lab, pod)
+        chain = "CNI-" + hashlib.sha512(f"bridge{cid}".encode()).hexdigest()[:24]
+        comment = f'"name: \\"bridge\\" id: \\"{cid}\\""'
+        chains.append(f":{chain} - [0:0]")
+        rules += [f"-A {chain} -d {net} -m comment --comment {comment} -j ACCEPT",
+                  f"-A {chain} ! -d {multicast} -m comment --comment {comment} -j MASQUERADE",
+                  f"-A POSTROUTING -s {address}/{host} -m comment --comment {comment} "
+                  f"-j {chain}"]
+    return "\n".join(["*nat", *chains, *rules, "COMMIT", ""])

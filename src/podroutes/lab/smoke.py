@@ -12,8 +12,10 @@ token in the payload, so a reply counts only for the pair, attempt and run that 
 for it and only when it comes from the pinged address. Unanswered pairs are asked again
 (``tries`` attempts, ``interval`` apart) and fail ``wait`` seconds after the first; an
 ICMP error quoting one of the requests (a node's "Destination Net Unreachable") becomes
-the failed pair's detail, as ``ping`` prints it. The packets are built and read by
-:mod:`podroutes.lab.icmp` (pure). Called by ``podroutes lab smoke``
+the failed pair's detail, as ``ping`` prints it. Each pod's socket also receives the
+echo requests sent to it: the source address in them is the one the destination saw
+(:attr:`Ping.seen`), so a NAT between pods (the bridge plugin's ``ipMasq``) shows. The
+packets are built and read by :mod:`podroutes.lab.icmp` (pure). Called by ``podroutes lab smoke``
 (:mod:`podroutes.cli.lab`) and the lab tests; returns values, the CLI prints the
 matrices.
 """
@@ -36,7 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podroutes.core.errors import LabError
-from podroutes.lab.icmp import PASS_TYPES, TOKEN, echo_request, parse4, parse6, table_fulls
+from podroutes.lab.icmp import (
+    PASS_TYPES,
+    TOKEN,
+    Request,
+    echo_request,
+    parse4,
+    parse6,
+    request4,
+    request6,
+    table_fulls,
+)
 from podroutes.lab.netns import LabSpec
 from podroutes.lab.topology import Machine
 
@@ -55,6 +67,18 @@ class Ping:
     ok: bool
     detail: str
     family: int = 4
+    #: The source address the destination pod saw on this pair's echo request (the
+    #: sender's own address, or a node's when a NAT rewrote it); None: none arrived.
+    seen: str | None = None
+
+    @property
+    def src_address(self) -> str:
+        return self.src.address_of(self.family) or ""
+
+    @property
+    def natted(self) -> bool:
+        """The destination saw another source than the sending pod's address."""
+        return self.seen is not None and self.seen != self.src_address
 
     @property
     def dst_address(self) -> str:
@@ -210,6 +234,7 @@ class _Pair:
     done: bool = False
     ok: bool = False
     detail: str = ""
+    seen: str | None = None  # the source the target pod saw on a request of this pair
 
 
 @dataclass(slots=True)
@@ -282,6 +307,8 @@ class _Prober:
                 timeout = max(0, min(50, int(until * 1000) + 1))
             for fd, _ in poller.poll(timeout):
                 left -= self._drain(self.by_fd[fd])
+        for source in self.sources:  # the requests the last replies answered are queued
+            self._drain(source)
 
     def _send(self, pair: _Pair, now: float) -> bool:
         source = self.sources[pair.src]
@@ -316,6 +343,10 @@ class _Prober:
                 if errors > 64:
                     return settled
                 continue
+            request = request4(data) if source.family == 4 else request6(data, peer[0])
+            if request is not None:
+                self._saw(source, request)
+                continue
             answer = parse4(data) if source.family == 4 else parse6(data, peer[0])
             if answer is None or answer.ident != source.ident:
                 continue
@@ -337,6 +368,19 @@ class _Prober:
                 settled += 1
             elif not pair.detail or pair.detail.startswith("sendto"):
                 pair.detail = f"From {answer.sender}: {answer.error}"
+
+
+    def _saw(self, target: _Source, request: Request) -> None:
+        """An echo request that reached pod ``target``: record the source it came from
+        for the pair it belongs to (any attempt: they all take the same path)."""
+        try:
+            nonce, src, dst, _ = TOKEN.unpack_from(request.payload)
+        except struct.error:
+            return
+        pair = self.by_key.get((src, dst))
+        if nonce == self.nonce and pair is not None and dst == target.pod and \
+                pair.family == target.family and pair.seen is None:
+            pair.seen = request.source
 
 
 def _seq(dst: int, attempt: int) -> int:
@@ -368,7 +412,7 @@ def matrix(spec: LabSpec, tries: int = 3, interval: float = 0.4, wait: float = 1
     for family in spec.families:
         if missing := [p.name for p in pods if p.address_of(family) is None]:
             raise LabError(f"pods without an IPv{family} address: {', '.join(missing)}")
-    found: dict[tuple[int, int, int], tuple[bool, str]] = {}
+    found: dict[tuple[int, int, int], tuple[bool, str, str | None]] = {}
     base = secrets.randbelow(0x10000)
     for group in _groups(pods, _group_size(len(spec.families))):
         wanted = [(spec.namespace(p.name), family, p.address_of(family) or "")
@@ -390,12 +434,13 @@ def matrix(spec: LabSpec, tries: int = 3, interval: float = 0.4, wait: float = 1
             for sock in socks:
                 sock.close()
         for pair in pairs:
-            found[(pair.family, sources[pair.src].pod, pair.dst)] = (pair.ok, pair.detail)
+            found[(pair.family, sources[pair.src].pod, pair.dst)] = \
+                (pair.ok, pair.detail, pair.seen)
     out = []
     for family in spec.families:
         for i, a in enumerate(pods):
             for j, b in enumerate(pods):
                 if i != j:
-                    ok, detail = found[(family, i, j)]
-                    out.append(Ping(a, b, ok, detail, family))
+                    ok, detail, seen = found[(family, i, j)]
+                    out.append(Ping(a, b, ok, detail, family, seen))
     return out

@@ -10,7 +10,7 @@ pod CIDRs fd00:200:I::/64 (I in hex; cni0 ::1, pods ::2 and up).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
@@ -57,13 +57,16 @@ def machines(nodes: int, dual_stack: bool = False) -> list[Machine]:
     return out
 
 
-def pods(nodes: Sequence[Machine], per_node: int) -> list[Machine]:
-    """``per_node`` pods on every machine with a pod CIDR, from the CIDR's .2 / ::2 up."""
+def pods(nodes: Sequence[Machine], per_node: int,
+         subnets: Mapping[str, str] | None = None) -> list[Machine]:
+    """``per_node`` pods on every machine with a pod CIDR, from the CIDR's .2 / ::2 up;
+    ``subnets`` gives a node's pods another IPv4 subnet (what its CNI config hands out
+    when it differs from the inventory, ``lab up --cni-subnet``)."""
     out = []
     for node in nodes:
         if node.pod_cidr is None:
             continue
-        base = IPv4Network(node.pod_cidr).network_address
+        base = IPv4Network((subnets or {}).get(node.name, node.pod_cidr)).network_address
         base6 = IPv6Network(node.pod_cidr6).network_address if node.pod_cidr6 else None
         for p in range(per_node):
             out.append(Machine(f"{node.name}-pod-{p}", "pod", str(base + 2 + p), node=node.name,
