@@ -40,8 +40,8 @@ class Pane:
     def run(self, *podroutes_args: str) -> tuple[str, str]:
         """Run a podroutes command in the pane; the screen (history included) without
         and with wrapped lines joined."""
-        self.tmux("clear-history")
-        self.tmux("send-keys", "clear", "Enter")
+        # no `clear`: text typed while it runs is echoed, then wiped by it (seen under
+        # load); the output is found between the last typed command and its mark instead
         mark = "done-" + secrets.token_hex(4)
         d = self.lab.dir
         argv = [sys.executable, "-m", "podroutes", *podroutes_args, "-i", f"{d}/machines.txt",
