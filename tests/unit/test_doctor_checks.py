@@ -465,11 +465,23 @@ def test_no_accept_ra_finding_when_ras_are_accepted_or_not_relied_on(
     assert findings(_ra_world(accept_ra, with_ra_routes)) == []
 
 
-def test_accept_ra_is_read_from_sysctl() -> None:
-    import re
+def test_the_sysctls_read_from_proc_equal_sysctls_own() -> None:
+    """The script reads /proc/sys/net in the shell (no sysctl process walking every
+    setting); on this machine it gives what `sysctl` itself prints for the same names,
+    accept_ra and rp_filter per interface included."""
+    import subprocess
 
-    from podroutes.diag.facts import SYSCTL_PATTERN
-    assert re.match(SYSCTL_PATTERN, "net.ipv6.conf.eth0.accept_ra")
+    from podroutes.diag.facts import SYSCTL_SCRIPT, parse_sysctls
+    ours = parse_sysctls(subprocess.run(["sh", "-c", SYSCTL_SCRIPT], capture_output=True,
+                                        text=True, check=True).stdout)
+    assert "net.ipv4.ip_forward" in ours and "net.ipv6.conf.lo.accept_ra" in ours
+    assert "net.ipv4.conf.all.rp_filter" in ours
+    pattern = (r"^net\.(ipv4\.ip_forward|ipv4\.conf\.[^.]+\.rp_filter"
+               r"|ipv6\.conf\.all\.forwarding|ipv6\.conf\.[^.]+\.accept_ra"
+               r"|bridge\.bridge-nf-call-ip6?tables)$")
+    theirs = parse_sysctls(subprocess.run(["sysctl", "-e", "-a", "-r", pattern],
+                                          capture_output=True, text=True).stdout)
+    assert ours == theirs
 
 
 # --- a node address that is temporary or deprecated (flannel#2293) ------------------------

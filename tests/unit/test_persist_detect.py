@@ -174,7 +174,7 @@ def test_facts_script_output_round_trips_files_exactly(tmp_path: Path) -> None:
     keyfile = tmp_path / "etc/NetworkManager/system-connections/Wired connection 1.nmconnection"
     keyfile.write_text("[connection]\n\nid=x\n\n")
     (tmp_path / "etc/netplan/.60-podroutes.yaml.podroutes-bak").write_text("old")
-    done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(tmp_path)],
+    done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(tmp_path), "match"],
                           capture_output=True, text=True, check=True)
     files, values = parse_files(done.stdout)
     assert files["/etc/netplan/50 a.yaml"] == HostFile("no newline at the end", 0o600)

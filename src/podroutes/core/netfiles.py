@@ -20,8 +20,8 @@ from dataclasses import dataclass
 MARK = "\x1e"
 
 #: A constant script; ``$1`` is the filesystem root ('' or '/' for the real one), ``$2``
-#: ``match`` to add the host facts networkd's ``[Match]`` tests (persist needs them,
-#: doctor does not: they cost a few processes per host). It
+#: ``match`` to add the host facts networkd's ``[Match]`` tests and netplan's version
+#: (persist needs them, doctor does not: they cost a few processes per host). It
 #: prints every file a manager reads for the node interface, each as a header line
 #: (``MARK F MODE PATH``, the path without the root) and its text; then ``MARK V KEY
 #: VALUE`` lines: which managers run in this network namespace, which tools exist,
@@ -65,8 +65,8 @@ value nm-running "$nm"
 if [ -z "$R" ]; then
   value networkd-enabled "$(systemctl is-enabled systemd-networkd 2>/dev/null || echo unknown)"
 fi
-# what networkd's [Match] conditions test, when asked ($2 = match): the host, and each
-# interface's driver
+# what only persist needs ($2 = match): what networkd's [Match] conditions test (the
+# host, each interface's driver) and netplan's version
 if [ "$2" = match ]; then
 if command -v systemd-detect-virt >/dev/null 2>&1; then
   value virt-vm "$(systemd-detect-virt --vm 2>/dev/null)"
@@ -82,13 +82,13 @@ for i in /sys/class/net/*; do
     d=$(ethtool -i "${i##*/}" 2>/dev/null | sed -n 's/^driver: //p')
   [ -n "$d" ] && value "driver-${i##*/}" "${d##*/}"
 done
+v=$(dpkg-query -W -f='${Version}' netplan.io 2>/dev/null) ||
+  v=$(rpm -q --qf '%{VERSION}' netplan 2>/dev/null) || v=unknown
+value netplan-version "${v:-unknown}"
 fi
 for t in ifup ifquery netplan nmcli; do
   if command -v "$t" >/dev/null 2>&1; then value "tool-$t" yes; else value "tool-$t" no; fi
 done
-v=$(dpkg-query -W -f='${Version}' netplan.io 2>/dev/null) ||
-  v=$(rpm -q --qf '%{VERSION}' netplan 2>/dev/null) || v=unknown
-value netplan-version "${v:-unknown}"
 printf '\n\036E\n'
 """
 
