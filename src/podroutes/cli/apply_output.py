@@ -5,16 +5,16 @@ Writes only to the Rich console it is handed; called by :mod:`podroutes.cli.main
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from podroutes.cli.options import counted
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
 from podroutes.core.paths import PathIssue
+
+if TYPE_CHECKING:  # Rich loads when a table is printed: `apply --json` never needs it
+    from rich.console import Console
 
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",
@@ -111,6 +111,8 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
         _print_conflicts(out, outcomes)
         out.print("[dim]dry run: nothing was changed[/]")
         return
+    from rich.table import Table
+
     table = Table(title="podroutes apply")
     table.add_column("host")
     for name in ("added", "changed", "adopted", "removed", "unchanged", "conflicts"):
@@ -156,6 +158,8 @@ def _print_conflicts(out: Console, outcomes: list[HostOutcome]) -> None:
 
 
 def print_status(out: Console, outcomes: list[HostOutcome]) -> None:
+    from rich.table import Table
+
     table = Table(title="podroutes status")
     for column in ("host", "destination", "desired", "actual", "state"):
         table.add_column(column)

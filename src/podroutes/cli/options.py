@@ -15,17 +15,20 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.core.errors import InventoryError, PodroutesError, Problem, UsageError
 from podroutes.core.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory, SshTargetKind
 from podroutes.core.outcome import HostState
 from podroutes.inventory import load
-from podroutes.remote.transport import LocalTransport, SshTransport, Transport
+
+if TYPE_CHECKING:  # Rich and the transports (asyncio) load when used: see cli/main.py
+    from rich.console import Console
+
+    from podroutes.remote.transport import Transport
 
 MAX_INVENTORY_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,10 +51,14 @@ def counted(n: int, word: str, plural: str | None = None) -> str:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
 
@@ -231,6 +238,8 @@ def local_hosts(options: HostOptions, inventory: Inventory) -> tuple[str, ...] |
 
 
 def make_transport(options: HostOptions, inventory: Inventory) -> Transport:
+    from podroutes.remote.transport import LocalTransport, SshTransport
+
     if options.local:
         return LocalTransport()
     transport = SshTransport(
