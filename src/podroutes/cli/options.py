@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 
@@ -67,10 +67,10 @@ def read_inventory(path: str) -> Inventory:
     source = "<stdin>" if path == "-" else path
     try:
         if path == "-":
-            data = sys.stdin.buffer.read(MAX_INVENTORY_BYTES + 1)
+            data = _read_limited(sys.stdin.buffer)
         else:
             with open(path, "rb") as handle:
-                data = handle.read(MAX_INVENTORY_BYTES + 1)
+                data = _read_limited(handle)
     except OSError as exc:
         raise InventoryError([Problem(source, 0, "file", exc.strerror or str(exc))]) from exc
     if len(data) > MAX_INVENTORY_BYTES:
@@ -82,6 +82,20 @@ def read_inventory(path: str) -> Inventory:
         line = data[: exc.start].count(b"\n") + 1
         raise InventoryError([Problem(source, line, "file", "is not UTF-8 text")]) from exc
     return load(text, source)
+
+
+def _read_limited(handle: BinaryIO) -> bytes:
+    """Up to one byte more than :data:`MAX_INVENTORY_BYTES`, 64 KiB at a time: memory
+    grows with the file, not with the limit (``read(limit)`` allocates the whole limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_INVENTORY_BYTES:
+        chunk = handle.read(min(1 << 16, MAX_INVENTORY_BYTES + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 #: Problems listed on a terminal before "... and N more" (``--json`` lists every one).
