@@ -5,18 +5,23 @@ Run (root; builds its own 30-node lab and removes it at the end, also on Ctrl-C)
     .venv/bin/python benchmarks/fanout.py --runs 5 [--json] [--noop] [--lab NAME]
 
 Every method runs from the lab's jumpbox namespace against the same 31 hosts (server +
-30 nodes) and does the same work per host: read the routing table (``ip -j route show``),
-then install/replace that host's planned routes (``ip route replace DST via GW proto 147``,
-one per route; podroutes sends them as one ``ip -batch``):
+30 nodes) and installs each host's planned routes (``ip route replace DST via GW proto
+147``):
 
-1. sequential ssh: ``ssh -F ssh_config HOST 'ip -j route show >/dev/null && ip route
-   replace ... && ...'``, one host after the other (a bash loop);
-2. parallel OpenSSH: the same 31 commands, all at once (``&`` and ``wait``);
-3. ansible-core, ``shell`` module, forks=30, pipelining, ``gather_facts: false``, strategy
+1. sequential ssh, one batch per host: ``ssh -F ssh_config HOST ip -batch - < HOST.batch``
+   (the host's ``route replace`` lines), one host after the other: what a person who knows
+   ``ip -batch`` writes;
+2. parallel OpenSSH, one batch per host: the same 31 commands, all at once (``&`` and
+   ``wait``): the floor the issue-18 target is measured against (no lock, no read, no
+   diff, no conflict safety, no verification);
+3. sequential ssh, the seed's way: ``ssh -F ssh_config HOST 'ip -j route show >/dev/null
+   && ip route replace ... && ...'``: read the table, then one ``ip`` process per route;
+4. parallel OpenSSH, the seed's way: those 31 commands all at once;
+5. ansible-core, ``shell`` module, forks=30, pipelining, ``gather_facts: false``, strategy
    ``free``, one task reading the table and one replacing the routes (per-host route
    commands as inventory host vars generated from ``podroutes plan --format json``);
-4. ansible-core, ``raw`` module, otherwise the same;
-5. ``podroutes apply`` (which also locks, diffs, and reads back to verify).
+6. ansible-core, ``raw`` module, otherwise the same;
+7. ``podroutes apply`` (which also locks, reads, diffs, and reads back to verify).
 
 Each measured run starts cold (every ``proto 147`` route flushed, checked), and after each
 run every host's ``ip -j route show proto 147`` must equal its plan exactly, or the run
@@ -25,6 +30,12 @@ after one untimed warm-up round. ansible-core is a benchmark peer only: it is in
 into its own virtualenv under /var/tmp/podroutes-bench/ on first use (never into .venv).
 Its SSH masters (ControlPersist) get a fresh ControlPath directory per run and are closed
 after it, so no run inherits another's connections.
+
+``--kex default`` restarts every lab sshd (through the lab's own ``stop_sshd``/``start_sshd``)
+without the lab's ``KexAlgorithms curve25519-sha256`` line, so clients and servers agree on
+OpenSSH's default (9.2: ``sntrup761x25519-sha512@openssh.com``); ``--kex curve25519`` (the
+default) keeps the lab as ``lab up`` made it. The key exchange really negotiated is read
+from ``ssh -v`` before the runs and printed with the results.
 
 ``--noop`` measures the in-sync case instead: ``podroutes apply`` with nothing to change
 against one ``ssh HOST ip -j route show`` per host, sequential and parallel.
@@ -77,7 +88,9 @@ ANSIBLE_VERSION = "2.21.5"
 ANSIBLE_VERSION_PY311 = "2.19.14"
 ANSIBLE_FORKS = 30
 #: The issue's targets: podroutes at least this many times faster than the method.
-TARGETS = {"ssh-sequential": 6.0, "ansible-shell": 8.0}
+TARGETS = {"ssh-sequential": 6.0, "ansible-shell": 8.0,
+           # issue 18: cold apply <= 1.25x the time of 31 parallel `ssh HOST ip -batch -`
+           "ssh-parallel-batch": 1 / 1.25}
 #: Warm mode: (podroutes method, its ansible-core peer, wall target in s, ratio target).
 WARM_PAIRS = (("podroutes-status", "ansible-status", 0.4, 15.0),
               ("podroutes-apply", "ansible-read", 0.4, 15.0),
@@ -87,6 +100,8 @@ SHARED_BUSY = 0.20
 #: ... or the 1-minute load average before we started above this (others were running).
 SHARED_LOAD = 1.0
 RUN_TIMEOUT = 300.0
+#: The line `lab up` writes into every lab sshd's config (src/podroutes/lab/netns.py).
+LAB_KEX_LINE = "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org"
 
 Route = tuple[str, str]  # (destination, gateway), as `ip -j route` prints them
 Plan = dict[str, list[Route]]
@@ -128,6 +143,76 @@ def parallel_script(ssh_config: str, commands: Mapping[str, str]) -> str:
     for host, command in commands.items():
         lines += [shlex.join(ssh_argv(ssh_config, host, command)) + " &", "pids+=($!)"]
     lines += ["rc=0", 'for p in "${pids[@]}"; do wait "$p" || rc=1; done', "exit $rc"]
+    return "\n".join(lines) + "\n"
+
+
+# The one-batch-per-host peers (issue 18): what a person who knows `ip -batch` writes.
+
+def batch_text(routes: Iterable[Route], proto: int = PROTO) -> str:
+    """The host's planned routes as ``ip -batch`` lines (``route replace ...``)."""
+    return "".join(f"route replace {dst} via {gw} proto {proto}\n" for dst, gw in routes)
+
+
+def batch_script(ssh_config: str, batches: Mapping[str, str], parallel: bool) -> str:
+    """Bash: ``ssh HOST ip -batch - < FILE`` per host (``batches``: host -> batch file),
+    one after the other (stop at the first failure) or all at once (fail if any failed)."""
+    def line(host: str, path: str) -> str:
+        return f"{shlex.join(['ssh', '-F', ssh_config, host, 'ip', '-batch', '-'])} " \
+               f"< {shlex.quote(path)}"
+    if not parallel:
+        return "\n".join(["set -e", *(line(h, p) for h, p in batches.items())]) + "\n"
+    lines = ["pids=()"]
+    for host, path in batches.items():
+        lines += [line(host, path) + " &", "pids+=($!)"]
+    lines += ["rc=0", 'for p in "${pids[@]}"; do wait "$p" || rc=1; done', "exit $rc"]
+    return "\n".join(lines) + "\n"
+
+
+#: podroutes' remote work on a cold host, as one shell script fed to ``ssh HOST /bin/sh``:
+#: the lock (``flock`` on the netns), both tables read, the batch of ``route add`` lines,
+#: the IPv4 table read back. What ``podroutes apply`` makes the host do, minus Python.
+SAME_WORK = """\
+exec 9</proc/self/ns/net && flock -w 10 9 || exit 1
+ip -j -4 route show table main >/dev/null
+ip -j -6 route show table main >/dev/null
+ip -force -batch - <<'__END__'
+{batch}__END__
+ip -j -4 route show table main >/dev/null
+"""
+#: The same in the order of a one-round-trip apply (the batch sent with the read, and the
+#: read being the verification): one ``ip`` process fewer per host.
+ONE_TRIP_WORK = """\
+exec 9</proc/self/ns/net && flock -w 10 9 || exit 1
+ip -force -batch - <<'__END__'
+{batch}__END__
+ip -j -4 route show table main >/dev/null
+ip -j -6 route show table main >/dev/null
+"""
+
+
+def add_text(routes: Iterable[Route], proto: int = PROTO) -> str:
+    """``route add`` lines, as podroutes sends them to a cold host."""
+    return "".join(f"route add {dst} via {gw} proto {proto}\n" for dst, gw in routes)
+
+
+def shell_script(ssh_config: str, scripts: Mapping[str, str]) -> str:
+    """Bash: ``ssh -T HOST /bin/sh < FILE`` for every host at once (``scripts``: host ->
+    script file), as podroutes starts its sessions; fail if any failed."""
+    lines = ["pids=()"]
+    for host, path in scripts.items():
+        argv = ["ssh", "-T", "-o", "BatchMode=yes", "-F", ssh_config, host, "/bin/sh"]
+        lines += [f"{shlex.join(argv)} < {shlex.quote(path)} &", "pids+=($!)"]
+    lines += ["rc=0", 'for p in "${pids[@]}"; do wait "$p" || rc=1; done', "exit $rc"]
+    return "\n".join(lines) + "\n"
+
+
+def kex_config(text: str, kex: str) -> str:
+    """A lab sshd config with the key exchange ``kex`` asks for: ``curve25519`` (the
+    lab's own line), or ``default`` (no KexAlgorithms line: OpenSSH's default list)."""
+    lines = [ln for ln in text.splitlines() if not ln.startswith("KexAlgorithms ")]
+    if kex == "curve25519":
+        at = next((i for i, ln in enumerate(lines) if ln.startswith("LogLevel ")), len(lines))
+        lines.insert(at, LAB_KEX_LINE)
     return "\n".join(lines) + "\n"
 
 
@@ -453,6 +538,52 @@ class Bench:
         path.write_text(make(self.ssh_config, commands))
         return self.timed([*self.jumpbox, "bash", str(path)])
 
+    def ssh_batches(self, parallel: bool) -> tuple[float, str | None]:
+        """One ``ssh HOST ip -batch - < FILE`` per host (files written once, untimed)."""
+        batches = {}
+        for host, routes in self.plan.items():
+            path = self.workdir / f"{host}.batch"
+            if not path.exists():
+                path.write_text(batch_text(routes))
+            batches[host] = str(path)
+        path = self.workdir / ("parallel-batch.sh" if parallel else "sequential-batch.sh")
+        path.write_text(batch_script(self.ssh_config, batches, parallel))
+        return self.timed([*self.jumpbox, "bash", str(path)])
+
+    def ssh_same_work(self, template: str, name: str) -> tuple[float, str | None]:
+        """podroutes' remote work from bash, 31 shells at once (no Python): the difference
+        to ``podroutes apply`` is what podroutes' own process costs."""
+        scripts = {}
+        for host, routes in self.plan.items():
+            path = self.workdir / f"{host}.{name}"
+            if not path.exists():
+                path.write_text(template.format(batch=add_text(routes)))
+            scripts[host] = str(path)
+        path = self.workdir / f"{name}.sh"
+        path.write_text(shell_script(self.ssh_config, scripts))
+        return self.timed([*self.jumpbox, "bash", str(path)])
+
+    def set_kex(self, kex: str) -> None:
+        """Every lab sshd restarted with the key exchange ``kex`` asks for, through the
+        lab's own stop/start (the same daemons, the same config otherwise)."""
+        for m in self.spec.machines():
+            conf = self.spec.directory / "sshd" / f"{m.name}.conf"
+            text = conf.read_text()
+            wanted = kex_config(text, kex)
+            if wanted != text:
+                conf.write_text(wanted)
+                labmod.stop_sshd(self.spec, m.name)
+                labmod.start_sshd(self.spec, m.name)
+
+    def negotiated_kex(self, host: str) -> str:
+        """The key exchange one ssh connection to ``host`` really agrees on (ssh -v)."""
+        done = run([*self.jumpbox, "ssh", "-v", "-n", "-F", self.ssh_config, host, "true"],
+                   timeout=30)
+        for line in done.stderr.splitlines():
+            if "kex: algorithm:" in line:
+                return line.split("kex: algorithm:", 1)[1].strip()
+        raise RuntimeError(f"no key exchange in ssh -v to {host}: {done.stderr[-400:]}")
+
     def podroutes_apply(self, noop: bool, persist: int = 0) -> tuple[float, str | None]:
         argv = [*self.jumpbox, *self.podroutes, "apply", "-i", self.inventory, "--ssh-config",
                 self.ssh_config, "--ssh-target", "hostname", "--json",
@@ -626,8 +757,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "against ansible-core warm doing the same reads")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--methods", default="all",
-                        help="comma list of ssh-sequential,ssh-parallel,ansible-shell,"
-                             "ansible-raw,podroutes (default: all)")
+                        help="comma list of ssh-sequential-batch,ssh-parallel-batch,"
+                             "ssh-sequential,ssh-parallel,ansible-shell,ansible-raw,podroutes"
+                             " (default: all of these); also ssh-same-work (podroutes' remote "
+                             "commands from bash, no Python) and ssh-one-trip-work (the same "
+                             "in one round trip's order)")
     parser.add_argument("--ansible-version", help=f"default {ANSIBLE_VERSION} (needs Python "
                         f">= 3.12), or {ANSIBLE_VERSION_PY311} on this Python")
     parser.add_argument("--ansible-python", help="interpreter for ansible-core's own venv")
@@ -635,16 +769,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run podroutes as this environment does (PYTHONDONTWRITEBYTECODE"
                              " kept: its modules compiled from source at every start)")
     parser.add_argument("--ansible-strategy", choices=("free", "linear"), default="free")
+    parser.add_argument("--kex", choices=("curve25519", "default"), default="curve25519",
+                        help="the lab sshd's key exchange: the lab's X25519 only, or "
+                             "OpenSSH's default list (9.2: sntrup761x25519 first)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root (the lab is network namespaces)")
 
     signal.signal(signal.SIGTERM, _on_sigterm)
-    wanted = {"ssh-sequential", "ssh-parallel", "ansible-shell", "ansible-raw", "podroutes"}
+    wanted = {"ssh-sequential-batch", "ssh-parallel-batch", "ssh-sequential", "ssh-parallel",
+              "ansible-shell", "ansible-raw", "podroutes"}
+    extra = {"ssh-same-work", "ssh-one-trip-work"}  # the gap's parts: only when asked
     if args.methods != "all":
         wanted = set(args.methods.split(","))
+    unknown = wanted - extra - {"ssh-sequential-batch", "ssh-parallel-batch", "ssh-sequential",
+                                "ssh-parallel", "ansible-shell", "ansible-raw", "podroutes",
+                                "podroutes-status", "podroutes-apply", "podroutes-doctor",
+                                "ansible-read", "ansible-status", "ansible-doctor",
+                                "podroutes-status-cold"}
+    if unknown:
+        parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
     if args.noop:
-        wanted -= {"ansible-shell", "ansible-raw"}
+        wanted -= {"ansible-shell", "ansible-raw", "ssh-sequential-batch", "ssh-parallel-batch"}
     if args.warm:
         wanted = {"podroutes-status", "podroutes-apply", "podroutes-doctor", "ansible-read",
                   "ansible-status", "ansible-doctor", "podroutes-status-cold",
@@ -663,6 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if own_lab else labmod.load_spec(args.lab))
     workdir = Path(tempfile.mkdtemp(prefix=f"fanout-{spec.name}-", dir="/var/tmp"))
     bench: Bench | None = None
+    kex = "?"
     try:
         if own_lab:
             print(f"building lab {spec.name} ({spec.nodes} nodes)", file=sys.stderr)
@@ -678,6 +825,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_bytecode_cache:
             b.use_bytecode_cache(BENCH_ROOT / "pycache")
         print(f"{len(plan)} hosts, {nroutes} routes; work dir {workdir}", file=sys.stderr)
+        b.set_kex(args.kex)
+        kex = b.negotiated_kex(next(iter(plan)))
+        print(f"sshd key exchange: {args.kex} (negotiated: {kex})", file=sys.stderr)
 
         if args.warm:
             hosts_inventory = ansible_inventory(plan)
@@ -739,14 +889,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             aversion = ansible[1] if ansible else "?"
             venv = ansible[0] if ansible else Path("/nonexistent")
             catalogue = [
-                ("ssh-sequential", "sequential ssh (one host after the other)",
-                 lambda: b.ssh_script(False, commands)),
-                ("ssh-parallel", f"parallel OpenSSH ({len(plan)} ssh at once)",
+                ("ssh-sequential-batch", "sequential ssh, one `ip -batch -` per host",
+                 lambda: b.ssh_batches(False)),
+                ("ssh-parallel-batch", f"parallel OpenSSH, one `ip -batch -` per host "
+                 f"({len(plan)} at once)", lambda: b.ssh_batches(True)),
+                ("ssh-sequential", "sequential ssh, the seed's way (read + one `ip route "
+                 "replace` per route)", lambda: b.ssh_script(False, commands)),
+                ("ssh-parallel", f"parallel OpenSSH, the seed's way ({len(plan)} at once)",
                  lambda: b.ssh_script(True, commands)),
                 ("ansible-shell", f"ansible-core {aversion} `shell`, forks={ANSIBLE_FORKS}",
                  lambda: b.ansible(venv, "shell")),
                 ("ansible-raw", f"ansible-core {aversion} `raw`, forks={ANSIBLE_FORKS}",
                  lambda: b.ansible(venv, "raw")),
+                ("ssh-same-work", "parallel OpenSSH, podroutes' remote commands (lock, 2 "
+                 "reads, batch, read-back), no Python", lambda: b.ssh_same_work(SAME_WORK,
+                                                                             "same")),
+                ("ssh-one-trip-work", "parallel OpenSSH, the same in one trip's order (no "
+                 "read-back)", lambda: b.ssh_same_work(ONE_TRIP_WORK, "onetrip")),
                 ("podroutes", "`podroutes apply`, cold",
                  lambda: b.podroutes_apply(noop=False)),
             ]
@@ -757,6 +916,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bench is not None:
             for control in bench.control_dirs:
                 bench.close_masters(control)
+            if not own_lab and args.kex != "curve25519":
+                bench.set_kex("curve25519")  # leave a reused lab as `lab up` made it
         labmod.close_ssh_masters(spec)  # podroutes' own (warm mode), by socket then pid
         if own_lab:
             print(f"removing lab {spec.name}", file=sys.stderr)
@@ -781,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ansible else None,
         "load_before": load_before, "load_after": load_after,
         "cpu_busy_before": round(busy_before, 3), "cpu_busy_after": round(busy_after, 3),
-        "podroutes_tree": tree, "shared": shared,
+        "podroutes_tree": tree, "shared": shared, "kex": args.kex, "kex_negotiated": kex,
         "podroutes_bytecode_cache": not args.no_bytecode_cache,
         "methods": {key: {"label": label, "times": [round(t, 4) for t in s.times],
                           "failures": s.failures,
@@ -813,6 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ansible:
             print(f"ansible-core {ansible[1]} (Python {ansible[2]}), forks={ANSIBLE_FORKS}, "
                   f"pipelining, strategy {args.ansible_strategy}, gather_facts false")
+        print(f"lab sshd key exchange: {args.kex} (negotiated: {kex})")
         print(f"load average before {load_before}, after {load_after}; CPU busy (other "
               f"work, 2 s sample) before {busy_before:.0%}, after {busy_after:.0%}"
               f"{' -> *shared*' if shared else ''}\n")

@@ -133,3 +133,28 @@ def test_route_gets_are_statuss_samples(fanout: ModuleType, tmp_path: Path) -> N
     gets = fanout.route_gets(str(path))
     assert gets["server"] == ["10.200.0.1", "10.200.0.254", "10.200.1.1", "10.200.1.254"]
     assert set(gets) == {"server", "node-0", "node-1"}
+
+
+def test_one_batch_per_host(fanout: ModuleType) -> None:
+    plan = fanout.parse_plan(PLAN)
+    assert fanout.batch_text(plan["server"]) == (
+        "route replace 10.200.0.0/24 via 192.168.10.101 proto 147\n"
+        "route replace 10.200.1.0/24 via 192.168.10.102 proto 147\n")
+    files = {"server": "/w/server.batch", "node-0": "/w/node 0.batch"}
+    sequential = fanout.batch_script("/lab/ssh_config", files, parallel=False)
+    assert sequential.splitlines() == [
+        "set -e",
+        "ssh -F /lab/ssh_config server ip -batch - < /w/server.batch",
+        "ssh -F /lab/ssh_config node-0 ip -batch - < '/w/node 0.batch'"]
+    parallel = fanout.batch_script("/lab/ssh_config", files, parallel=True)
+    assert "ssh -F /lab/ssh_config server ip -batch - < /w/server.batch &" in parallel
+    assert parallel.rstrip().endswith("exit $rc")
+    assert "-n" not in shlex.split(parallel.splitlines()[1])  # stdin is the batch
+
+
+def test_kex_config_switches_and_restores(fanout: ModuleType) -> None:
+    lab = "Port 22\nSetEnv SHLVL=1\n" + fanout.LAB_KEX_LINE + "\nLogLevel VERBOSE\n"
+    default = fanout.kex_config(lab, "default")
+    assert "KexAlgorithms" not in default and "LogLevel VERBOSE" in default
+    assert fanout.kex_config(default, "curve25519") == lab
+    assert fanout.kex_config(lab, "curve25519") == lab

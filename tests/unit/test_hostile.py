@@ -172,3 +172,37 @@ def test_ssh_failures_are_explained(said: str, meaning: str) -> None:
     explained = explain_ssh_failure(said)
     assert explained.startswith(meaning)
     assert said.splitlines()[-1] in explained  # ssh's own words are kept
+
+
+def test_reading_an_inventory_takes_memory_for_the_file_not_for_the_limit(
+        tmp_path: Path) -> None:
+    import tracemalloc
+
+    from podroutes.cli.options import MAX_INVENTORY_BYTES, read_inventory
+
+    small = tmp_path / "machines.txt"
+    small.write_bytes(GOOD.encode())
+    tracemalloc.start()
+    try:
+        inventory = read_inventory(str(small))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(inventory.hosts) >= 1
+    assert peak < MAX_INVENTORY_BYTES // 8  # a 16 MiB buffer for a file of a few lines
+
+
+def test_an_inventory_exactly_at_the_limit_is_read_whole(tmp_path: Path) -> None:
+    from podroutes.cli.options import MAX_INVENTORY_BYTES, _read_limited
+
+    data = (b"# " + b"x" * 97 + b"\n") * (MAX_INVENTORY_BYTES // 100) + b"#" * (
+        MAX_INVENTORY_BYTES % 100)
+    assert len(data) == MAX_INVENTORY_BYTES
+    with (tmp_path / "at.txt").open("wb") as handle:
+        handle.write(data)
+    with (tmp_path / "at.txt").open("rb") as handle:
+        assert _read_limited(handle) == data
+    with (tmp_path / "over.txt").open("wb") as handle:
+        handle.write(data + b"##")
+    with (tmp_path / "over.txt").open("rb") as handle:
+        assert len(_read_limited(handle)) == MAX_INVENTORY_BYTES + 1

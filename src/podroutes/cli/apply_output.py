@@ -5,11 +5,7 @@ Writes only to the Rich console it is handed; called by :mod:`podroutes.cli.main
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from podroutes.cli.options import counted
 from podroutes.cli.tables import NARROW, Cell, Column, print_table
@@ -17,6 +13,9 @@ from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
 from podroutes.core.paths import PathIssue
+
+if TYPE_CHECKING:  # Rich loads when a table is printed: `apply --json` never needs it
+    from rich.console import Console
 
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",
@@ -145,6 +144,8 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
         _print_conflicts(out, outcomes)
         out.print("[dim]dry run: nothing was changed[/]")
         return
+    from rich.text import Text
+
     narrow = out.width < NARROW
     headers = (("add", "change", "adopt", "remove", "same", "conflict") if narrow else
                ("added", "changed", "adopted", "removed", "unchanged", "conflicts"))
@@ -188,6 +189,8 @@ def print_apply(out: Console, outcomes: list[HostOutcome], dry_run: bool) -> Non
 
 def _print_errors(out: Console, outcomes: list[HostOutcome]) -> None:
     """Why each failed host failed: prose below the table, wrapped at words."""
+    from rich.markup import escape
+
     for o in outcomes:
         if o.error:
             out.print(f"[red]{o.host.name}[/]: failed: " + escape(o.error))
@@ -203,6 +206,9 @@ def _print_conflicts(out: Console, outcomes: list[HostOutcome]) -> None:
 def print_status(out: Console, outcomes: list[HostOutcome], full: bool = False) -> None:
     """Rows that are not simply in sync (every row with ``full``), one line naming the
     hosts that are in sync, and why unreachable hosts could not be read."""
+    from rich.markup import escape
+    from rich.text import Text
+
     columns = (Column("host", no_wrap=True), Column("destination", no_wrap=True),
                Column("desired"), Column("actual"), Column("state"))
     rows: list[list[Cell]] = []

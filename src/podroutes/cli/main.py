@@ -8,7 +8,6 @@ exception family; ``--debug`` re-raises them with a traceback. Shared options li
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import json
@@ -20,11 +19,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podroutes.cli import plan_output as render
-from podroutes.cli.apply_output import (
-    outcome_json,
-    print_apply,
-    print_status,
-)
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.cli.options import (
     HostOptions,
@@ -41,11 +35,14 @@ from podroutes.cli.options import (
 from podroutes.core.model import Manager, SshTargetKind
 from podroutes.core.outcome import HostOutcome, HostState
 from podroutes.core.plan import RoutePlan, plan
-from podroutes.remote.engine import run_hosts
-from podroutes.remote.transport import SshTransport
 
 if TYPE_CHECKING:
     from podroutes.persist.plan import HostPersistence
+
+# Start-up: what a command does not use is not imported (``python -X importtime -m
+# podroutes ...``). asyncio, the engine and the transports load in the commands that
+# reach hosts, Rich (through the output modules) only when something is printed with it:
+# ``plan`` never loads asyncio, ``apply --json`` never loads Rich.
 
 #: Commands that live in their own modules, imported only when they run (or for --help):
 #: ``podroutes apply`` does not pay for the agent's, the lab's or doctor's imports.
@@ -118,6 +115,8 @@ def plan_command(inventory: str, protocol: int, as_json: bool, fmt: str, ssh_use
     if as_json or fmt == "json":
         write_chunks(render.iter_plan_json(route_plan, protocol))
     elif fmt == "script":
+        from podroutes.remote.transport import SshTransport
+
         transport = SshTransport(user=ssh_user, target_kind=SshTargetKind(ssh_target))
         write_chunks(render.iter_plan_script(route_plan, protocol, transport.target, ssh_user))
     elif fmt == "batch":
@@ -180,6 +179,10 @@ def print_plan_table(route_plan: RoutePlan) -> None:
 def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, force: bool,
                   lock_wait: float, host_options: HostOptions) -> None:
     """Converge every host's routes to the plan over SSH (or --local)."""
+    import asyncio
+
+    from podroutes.remote.engine import run_hosts
+
     reached = reach(host_options, inventory, protocol)
     states: dict[str, HostState] = {}
     try:
@@ -193,9 +196,13 @@ def apply_command(inventory: str, protocol: int, as_json: bool, dry_run: bool, f
         report_interrupt(states)
         sys.exit(ExitStatus.INTERRUPTED)
     if as_json:
+        from podroutes.cli.apply_output import outcome_json
+
         click.echo(json.dumps({"dry_run": dry_run, "hosts": [outcome_json(o) for o in outcomes]},
                               indent=2))
     else:
+        from podroutes.cli.apply_output import print_apply
+
         print_apply(console(), outcomes, dry_run)
     sys.exit(ExitStatus.FAILED if any(_would_fail(o, dry_run, force) for o in outcomes)
              else ExitStatus.OK)
@@ -225,8 +232,11 @@ def host_progress(total: int, verb: str, quiet: bool, states: Mapping[str, HostS
     """A Rich progress bar over hosts on a terminal (stderr), naming the hosts still
     running (never one that finished: a hung host is the one named); nothing with --json
     or when stderr is not a terminal, so scripts and logs see only the result."""
+    if quiet or total < 2:  # before making a console: --json never loads Rich
+        yield None
+        return
     err = err_console()
-    if quiet or not err.is_terminal or total < 2:
+    if not err.is_terminal:
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -256,6 +266,11 @@ def host_progress(total: int, verb: str, quiet: bool, states: Mapping[str, HostS
 def status_command(inventory: str, protocol: int, as_json: bool, check_persist: bool,
                    persist_format: str, full: bool, host_options: HostOptions) -> None:
     """Show desired against actual routes on every host."""
+    import asyncio
+
+    from podroutes.cli.apply_output import outcome_json, print_status
+    from podroutes.remote.engine import run_hosts
+
     reached = reach(host_options, inventory, protocol)
     transport, only = reached.transport, reached.only
     parallel, timeout = host_options.parallel, host_options.timeout

@@ -16,10 +16,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar
 
 import click
-from rich.console import Console
 
 from podroutes.cli.exit_status import ExitStatus
 from podroutes.core.errors import InventoryError, PodroutesError, Problem, UsageError
@@ -27,7 +26,11 @@ from podroutes.core.model import DEFAULT_PROTOCOL, RESERVED_PROTOCOLS, Inventory
 from podroutes.core.outcome import HostState
 from podroutes.inventory import load
 from podroutes.remote import multiplex
-from podroutes.remote.transport import LocalTransport, SshTransport, Transport
+
+if TYPE_CHECKING:  # Rich and the transports (asyncio) load when used: see cli/main.py
+    from rich.console import Console
+
+    from podroutes.remote.transport import Transport
 
 MAX_INVENTORY_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,10 +66,14 @@ def width(stream: TextIO) -> int | None:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, width=width(sys.stdout))
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, width=width(sys.stderr))
 
 
@@ -95,10 +102,10 @@ def read_inventory(path: str) -> Inventory:
     source = "<stdin>" if path == "-" else path
     try:
         if path == "-":
-            data = sys.stdin.buffer.read(MAX_INVENTORY_BYTES + 1)
+            data = _read_limited(sys.stdin.buffer)
         else:
             with open(path, "rb") as handle:
-                data = handle.read(MAX_INVENTORY_BYTES + 1)
+                data = _read_limited(handle)
     except OSError as exc:
         raise InventoryError([Problem(source, 0, "file", exc.strerror or str(exc))]) from exc
     if len(data) > MAX_INVENTORY_BYTES:
@@ -110,6 +117,20 @@ def read_inventory(path: str) -> Inventory:
         line = data[: exc.start].count(b"\n") + 1
         raise InventoryError([Problem(source, line, "file", "is not UTF-8 text")]) from exc
     return load(text, source)
+
+
+def _read_limited(handle: BinaryIO) -> bytes:
+    """Up to one byte more than :data:`MAX_INVENTORY_BYTES`, 64 KiB at a time: memory
+    grows with the file, not with the limit (``read(limit)`` allocates the whole limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_INVENTORY_BYTES:
+        chunk = handle.read(min(1 << 16, MAX_INVENTORY_BYTES + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 #: Problems listed on a terminal before "... and N more" (``--json`` lists every one).
@@ -286,6 +307,8 @@ def local_hosts(options: HostOptions, inventory: Inventory) -> tuple[str, ...] |
 
 
 def make_transport(options: HostOptions, inventory: Inventory) -> Transport:
+    from podroutes.remote.transport import LocalTransport, SshTransport
+
     if options.local:
         return LocalTransport()
     transport = SshTransport(

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # Rich loads when a table is printed (`--json` never needs it)
+    from rich.console import Console
+    from rich.text import Text
 
-#: A cell: plain text, or a Rich ``Text`` (its style shows in Rich's tables only).
-Cell = str | Text
+    #: A cell: plain text, or a Rich ``Text`` (its style shows in Rich's tables only).
+    Cell = str | Text
 
 #: Above this many rows a table is printed as plain aligned text.
 RICH_ROWS = 100
@@ -97,6 +97,10 @@ def print_table(out: Console, title: str, columns: Sequence[Column],
                                         first_only))
         out.file.flush()
         return
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     widths = widths_of(columns, rows)
     # under 100 columns: no vertical rules, so the cells keep the room
     narrow = out.width < NARROW

@@ -104,10 +104,16 @@ class Host:
     fields: Mapping[str, tuple[str, int]] = field(default_factory=dict, compare=False, hash=False)
 
     def address(self, family: Family) -> IPAddress | None:
-        return next((a for a in self.addresses if a.version == family), None)
+        for address in self.addresses:  # a loop, not next(generator): called per host a lot
+            if address.version == family:
+                return address
+        return None
 
     def pod_cidr(self, family: Family) -> IPNetwork | None:
-        return next((c for c in self.pod_cidrs if c.version == family), None)
+        for cidr in self.pod_cidrs:
+            if cidr.version == family:
+                return cidr
+        return None
 
     def where(self, role: str) -> tuple[str, int]:
         """The field label as the user wrote it and its line, for a role such as

@@ -7,6 +7,8 @@ and one CIDR per family in the last, comma-separated (``192.168.10.101,fd00::101
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from podroutes.core.errors import Problem
 from podroutes.core.model import Host, IPAddress, IPNetwork
 from podroutes.inventory.fields import FQDN_RE, HOSTNAME_RE, MAX_LINE, Collector, shown
@@ -20,6 +22,9 @@ _MACHINES_ROLES = {
 def _split_family_list(
     c: Collector, text: str, line: int, field: str, as_network: bool
 ) -> tuple[IPAddress | IPNetwork, ...] | None:
+    if "," not in text:  # one family: the common case, without the list
+        single = c.network(text, line, field) if as_network else c.address(text, line, field)
+        return None if single is None else (single,)
     values: list[IPAddress | IPNetwork] = []
     for part in text.split(","):
         value = c.network(part, line, field) if as_network else c.address(part, line, field)
@@ -30,6 +35,28 @@ def _split_family_list(
             return None
         values.append(value)
     return tuple(values)
+
+
+class _Columns(Mapping[str, tuple[str, int]]):
+    """A machines.txt host's ``fields``: every role's column label, all on the host's one
+    line (one small object per host instead of a dictionary of six tuples)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+    def __getitem__(self, role: str) -> tuple[str, int]:
+        return _MACHINES_ROLES[role], self.line
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MACHINES_ROLES)
+
+    def __len__(self) -> int:
+        return len(_MACHINES_ROLES)
+
+    def __repr__(self) -> str:
+        return f"{dict(self)!r}"
 
 
 def parse_machines(text: str, source: str) -> tuple[list[Host], list[Problem]]:
@@ -64,7 +91,7 @@ def parse_machines(text: str, source: str) -> tuple[list[Host], list[Problem]]:
             name=name, fqdn=fqdn, addresses=addresses,  # type: ignore[arg-type]
             pod_cidrs=cidrs,  # type: ignore[arg-type]
             source=source, line=number,
-            fields={role: (label, number) for role, label in _MACHINES_ROLES.items()},
+            fields=_Columns(number),
         ))
     return hosts, c.problems
 

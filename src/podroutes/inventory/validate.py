@@ -81,8 +81,8 @@ def _check_families(host: Host) -> list[Problem]:
     if not host.addresses:
         problems.append(_problem(host, "address4", f"host {host.name} has no address"))
     for cidr in host.pod_cidrs:
-        family = Family.of(cidr)
-        if host.address(family) is None:
+        if host.address(cidr.version) is None:  # type: ignore[arg-type]  # 4 == Family.V4
+            family = Family.of(cidr)
             other = "IPv4" if family is Family.V6 else "IPv6"
             problems.append(_problem(
                 host, f"pod_cidr{family.value}",
@@ -126,7 +126,7 @@ def _check_overlaps(owned: list[tuple[IPNetwork, Host]], family: Family,
     reach: tuple[int, IPNetwork, Host] | None = None
     role = f"pod_cidr{family.value}"
     for cidr, host in owned:
-        start, end = int(cidr.network_address), int(cidr.broadcast_address)
+        start, end = _interval(cidr)
         if reach is not None and start <= reach[0]:
             (mine, me), (theirs, them) = (cidr, host), (reach[1], reach[2])
             if later_loses and them.line > me.line:
@@ -170,8 +170,8 @@ def _special(value: IPAddress | IPNetwork) -> tuple[str, str] | None:
     if isinstance(value, IPv4Address | IPv6Address):
         low = high = int(value)
     else:
-        low, high = int(value.network_address), int(value.broadcast_address)
-    for start, end, (network, label, why) in _SPECIAL_INTERVALS[Family.of(value)]:
+        low, high = _interval(value)
+    for start, end, (network, label, why) in _SPECIAL_INTERVALS[value.version]:
         if low > end or high < start:
             continue
         single = start == end
@@ -183,7 +183,14 @@ def _special(value: IPAddress | IPNetwork) -> tuple[str, str] | None:
     return None
 
 
-_SPECIAL_INTERVALS = {
+def _interval(network: IPNetwork) -> tuple[int, int]:
+    """A network's first and last address as integers (without ``ipaddress`` building
+    its broadcast address and host mask objects)."""
+    low = int(network.network_address)
+    return low, low | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
+
+
+_SPECIAL_INTERVALS: dict[int, list[tuple[int, int, tuple[IPNetwork, str, str]]]] = {
     family: [(int(n.network_address), int(n.broadcast_address), (n, label, why))
              for n, label, why in ranges]
     for family, ranges in SPECIAL_RANGES.items()
@@ -193,7 +200,7 @@ _SPECIAL_INTERVALS = {
 def _check_addresses(host: Host) -> list[Problem]:
     problems = []
     for address in host.addresses:
-        role = f"address{address.version}"
+        role = "address6" if address.version == 6 else "address4"
         if isinstance(address, IPv6Address) and address in LINK_LOCAL_V6:
             cidr = host.pod_cidr(Family.V6)
             use = (f"other hosts would route {host.name}'s pod CIDR {cidr} via it, and a "
@@ -215,8 +222,8 @@ def _check_addresses(host: Host) -> list[Problem]:
 def _check_cidrs(host: Host) -> list[Problem]:
     problems = []
     for cidr in host.pod_cidrs:
-        family = Family.of(cidr)
-        role = f"pod_cidr{family.value}"
+        family = Family.V6 if cidr.version == 6 else Family.V4
+        role = "pod_cidr6" if family is Family.V6 else "pod_cidr4"
         if cidr.prefixlen == 0:
             problems.append(_problem(host, role, (
                 f"pod CIDR {cidr} is the whole IPv{family.value} address space: routing it "
