@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from podroutes.cli.options import counted
-from podroutes.cli.tables import NARROW, Cell, Column, print_table
+from podroutes.cli.tables import NARROW, Column, print_table
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
 from podroutes.core.model import protocol_name
 from podroutes.core.outcome import HostOutcome, counts
@@ -16,6 +16,8 @@ from podroutes.core.paths import PathIssue
 
 if TYPE_CHECKING:  # Rich loads when a table is printed: `apply --json` never needs it
     from rich.console import Console
+
+    from podroutes.cli.tables import Cell
 
 _STATE_STYLE = {
     RouteState.IN_SYNC: "green", RouteState.MISSING: "yellow", RouteState.WRONG_GATEWAY: "red",
