@@ -805,7 +805,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ansible = ensure_ansible(args.ansible_version, args.ansible_python)
 
     own_lab = args.lab is None
-    spec = (labmod.LabSpec(name="prt" + secrets.token_hex(3), nodes=args.nodes, pods_per_node=1)
+    # no ipMasq rules: doctor must find the lab healthy (exit 0) for its runs to count
+    spec = (labmod.LabSpec(name="prt" + secrets.token_hex(3), nodes=args.nodes, pods_per_node=1,
+                           ipmasq=False)
             if own_lab else labmod.load_spec(args.lab))
     workdir = Path(tempfile.mkdtemp(prefix=f"fanout-{spec.name}-", dir="/var/tmp"))
     bench: Bench | None = None

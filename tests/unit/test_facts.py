@@ -128,3 +128,37 @@ def test_every_fact_command_is_a_plain_argv() -> None:
         assert all(isinstance(word, str) and word for word in argv)
     # the only script is a constant: nothing of the inventory or the host is in it
     assert FACT_COMMANDS[FactKind.NETWORKD][:2] == ("sh", "-c")
+
+
+def test_networkd_enabled_is_read_from_the_unit_symlinks(tmp_path: Path) -> None:
+    """What `systemctl is-enabled systemd-networkd` answers, read from the symlinks that
+    `systemctl enable` makes (no systemctl process per host): disabled, enabled, runtime,
+    masked; and on this machine the same as systemctl itself."""
+    import shutil
+
+    from podroutes.core.netfiles import networkd_in_use, parse_files
+
+    def enabled(root: Path) -> str:
+        done = subprocess.run(["sh", "-c", FILES_SCRIPT, "sh", str(root)],
+                              capture_output=True, text=True, check=True)
+        values = parse_files(done.stdout)[1]
+        return values["networkd-enabled"]
+
+    assert enabled(tmp_path) == "disabled"
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "systemd-networkd.service").symlink_to(
+        "/lib/systemd/system/systemd-networkd.service")  # dangling here: still enabled
+    assert enabled(tmp_path) == "enabled"
+    assert networkd_in_use({"networkd-enabled": "enabled"})
+    (tmp_path / "etc/systemd/system/systemd-networkd.service").symlink_to("/dev/null")
+    assert enabled(tmp_path) == "masked"
+    assert not networkd_in_use({"networkd-enabled": "masked"})
+    runtime = tmp_path / "r/run/systemd/system/sockets.target.wants"
+    runtime.mkdir(parents=True)
+    (runtime / "systemd-networkd.service").write_text("")
+    assert enabled(tmp_path / "r") == "enabled-runtime"
+    if shutil.which("systemctl"):
+        real = subprocess.run(["systemctl", "is-enabled", "systemd-networkd"],
+                              capture_output=True, text=True).stdout.strip()
+        assert enabled(Path("/")) == real
