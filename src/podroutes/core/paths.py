@@ -62,7 +62,15 @@ for v in 4 6; do
   # rules that cannot be read (IPv6 off, an ip without -j rule) are said so, not "none"
   if out=$(ip -j -$v rule show 2>&1); then printf '\036R %s\n%s\n' "$v" "$out"
   else printf '\036U %s\n%s\n' "$v" "$out"; continue; fi
-  for t in $(ip -$v rule show 2>/dev/null | sed -n 's/.* lookup \([^ ]*\).*/\1/p' | sort -u); do
+  # the tables the rules look up, taken from the JSON just read, in the shell (no
+  # `ip rule | sed | sort`: three processes a family)
+  tables=; rest=$out
+  while :; do
+    case $rest in *'"table":"'*) rest=${rest#*'"table":"'} ;; *) break ;; esac
+    t=${rest%%'"'*}
+    case " $tables " in *" $t "*) ;; *) tables="$tables $t" ;; esac
+  done
+  for t in $tables; do
     [ "$t" = main ] || [ "$t" = 254 ] && continue
     printf '\036T %s %s\n' "$v" "$t"
     # an empty table: ip prints "[" and fails (measured, iproute2 6.1): no routes
