@@ -134,3 +134,34 @@ def test_ipmasq_nat_is_found_on_every_node_fixed_once_and_removable() -> None:
         assert status == 3 and kinds(back) == [("pod-to-pod-nat", "node-0")]
     finally:
         labmod.down(spec)
+
+
+def test_a_missing_an_unreadable_and_a_non_gateway_cni_config_are_found_where_they_are(
+        lab: Lab) -> None:
+    """On the lab's real files (each node's own /etc/cni/net.d), one fault per node:
+    node-0's config removed, then a broken file sorting before it; node-1's bridge not a
+    gateway; and --bridge naming another bridge than node-1's config. Each finding is on
+    its node only; the healthy lab has none."""
+    install_planned_routes(lab)
+    status, report = doctor(lab)
+    assert (status, kinds(report)) == (0, [])
+
+    lab.msh("node-0", "rm", "/etc/cni/net.d/10-bridge.conf")
+    conf = json.loads(lab.msh("node-1", "cat", "/etc/cni/net.d/10-bridge.conf"))
+    conf["isGateway"] = False
+    lab.msh("node-1", "sh", "-c", "printf '%s' " + shlex.quote(json.dumps(conf)) +
+            " > /etc/cni/net.d/10-bridge.conf")
+    status, report = doctor(lab)
+    assert status == 3
+    assert ("cni-missing", "node-0") in kinds(report)
+    assert ("cni-not-gateway", "node-1") in kinds(report)
+    assert {k for k, _ in kinds(report)} <= {"cni-missing", "cni-not-gateway"}
+
+    lab.msh("node-0", "sh", "-c", "printf '{\"cniVersion\": ' > /etc/cni/net.d/00-a.conf")
+    status, report = doctor(lab)
+    assert ("cni-invalid", "node-0") in kinds(report)
+    assert ("cni-missing", "node-0") not in kinds(report)
+
+    status, report = doctor(lab, "--bridge", "br-other")
+    assert ("cni-bridge-mismatch", "node-1") in kinds(report)
+    assert not [h for k, h in kinds(report) if k == "cni-bridge-mismatch" and h != "node-1"]
