@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from podroutes.cli.options import counted
 from podroutes.cli.tables import NARROW, Column, print_table
 from podroutes.core.diff import HostDiff, RouteState, RouteStatus
-from podroutes.core.model import protocol_name
+from podroutes.core.model import Route, protocol_name
 from podroutes.core.outcome import HostOutcome, counts
 from podroutes.core.paths import PathIssue
 
@@ -91,10 +91,15 @@ def path_json(i: PathIssue) -> dict[str, Any]:
     }
 
 
+def _where(o: Route) -> str:
+    """Where a route sends packets, in ``ip`` words: ``via GW``, ``blackhole``, ``dev X``."""
+    return f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast" else f"dev {o.dev}")
+
+
 def _conflict_line(s: RouteStatus) -> str:
     o = s.observed
     assert o is not None
-    now = f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast" else f"dev {o.dev}")
+    now = _where(o)
     if o.gateway == s.desired_gateway and o.extras:
         return (f"{s.dst} via {o.gateway} (proto {protocol_name(o.protocol)}, not ours) "
                 f"also carries {', '.join(o.extras)}, which adopting would drop: left "
@@ -107,7 +112,7 @@ def _beside_line(s: RouteStatus, diff: HostDiff) -> str:
     """A foreign route to a planned destination at another metric: which one traffic takes."""
     o = s.observed
     assert o is not None
-    now = f"via {o.gateway}" if o.gateway else (o.type if o.type != "unicast" else f"dev {o.dev}")
+    now = _where(o)
     ours = next((x.observed for x in diff.statuses if x.dst == s.dst and x.observed is not None
                  and x.state is RouteState.IN_SYNC), None)
     theirs = f"{s.dst} {now} metric {o.effective_metric} (proto {protocol_name(o.protocol)})"
